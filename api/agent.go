@@ -1,0 +1,133 @@
+package api
+
+// The agent's HTTP API. Every request carries the cluster's bearer token.
+//
+//	GET  /v1/health                 → AgentHealth
+//	POST /v1/jobs                   AgentJob (head only): run the pipeline
+//	POST /v1/jobs/{id}/cancel       stop a job's processes on every node
+//	GET  /v1/jobs/{id}/log          ?follow=1&tail=N: the job's run.log
+//	POST /v1/node/sync              NodeSyncRequest: fetch blobs, unpack
+//	POST /v1/node/exec              NodeExecRequest → stream of ExecFrame
+//	POST /v1/node/kill              NodeKillRequest
+//	POST /v1/shutdown               stop every job process, then exit
+//
+// The coordinator speaks to the head (rank 0) only; the head drives the
+// other nodes through the /v1/node/ endpoints, as SkyPilot's Ray driver does.
+
+// AgentPort is the TCP port agents listen on, on their node's own address.
+const AgentPort = 46590
+
+// AgentConfig is the file bootstrap writes beside the agent (mode 0600).
+type AgentConfig struct {
+	Cluster        string `json:"cluster"`
+	Rank           int    `json:"rank"` // index in the cluster's stable order; 0 = head
+	NodeID         string `json:"node_id"`
+	IP             string `json:"ip"`
+	Bind           string `json:"bind"` // host:port the agent listens on
+	Home           string `json:"home"` // the node's home directory ("~")
+	CoordinatorURL string `json:"coordinator_url"`
+	Token          string `json:"token"`
+	// Marker is set in the environment of the agent and of every process
+	// it starts (SKY_COORD_NODE=Marker), so a provider can find every
+	// process of a node, including ones that left their process group.
+	Marker string `json:"marker"`
+	CPUs   int    `json:"cpus"`
+	GPUs   int    `json:"gpus"`
+}
+
+// MarkerEnv is the environment variable that carries AgentConfig.Marker.
+const MarkerEnv = "SKY_COORD_NODE"
+
+// AgentHealth is what a running agent reports about itself.
+type AgentHealth struct {
+	Version    string `json:"version"`
+	Cluster    string `json:"cluster"`
+	Rank       int    `json:"rank"`
+	NodeID     string `json:"node_id"`
+	ConfigHash string `json:"config_hash"`
+	PID        int    `json:"pid"`
+	CPUs       int    `json:"cpus"`
+	GPUs       int    `json:"gpus"`
+}
+
+// AgentNode is one node of a cluster as the head sees it.
+type AgentNode struct {
+	Rank int    `json:"rank"` // stable order index; 0 = head
+	IP   string `json:"ip"`
+	Addr string `json:"addr"` // agent host:port
+}
+
+// BlobRef names an uploaded archive and where it is unpacked on a node.
+type BlobRef struct {
+	Digest string `json:"digest"` // sha256 hex of the archive
+	// Dest is where it goes: "~/sky_workdir", "~/data", a relative path
+	// (under ~/sky_workdir), or an absolute path.
+	Dest string `json:"dest"`
+	// File is true when the archive holds one file to be placed at Dest,
+	// false when it holds a directory tree that replaces Dest.
+	File bool `json:"file,omitempty"`
+}
+
+// AgentJob is a job handed by the coordinator to the head agent.
+type AgentJob struct {
+	JobID    int64       `json:"job_id"`
+	Name     string      `json:"name"`
+	TaskID   string      `json:"task_id"` // SKYPILOT_TASK_ID
+	LogDir   string      `json:"log_dir"` // under ~/sky_logs, e.g. "3-train"
+	Cluster  string      `json:"cluster"`
+	User     string      `json:"user"`
+	Nodes    []AgentNode `json:"nodes"`     // every node of the cluster, stable order
+	NumNodes int         `json:"num_nodes"` // run on Nodes[:NumNodes]
+	// Setup is run on every node first; empty means no setup step.
+	Setup          string            `json:"setup,omitempty"`
+	Run            string            `json:"run,omitempty"`
+	Envs           map[string]string `json:"envs,omitempty"` // user envs and secrets
+	NumGPUsPerNode int               `json:"num_gpus_per_node"`
+	ClusterInfo    string            `json:"cluster_info"` // SKYPILOT_CLUSTER_INFO
+	Blobs          []BlobRef         `json:"blobs,omitempty"`
+	// TaskName is the prefix of a single-node cluster's log lines.
+	TaskName string `json:"task_name,omitempty"`
+	// SecretNames are the Envs keys whose values must never be logged.
+	SecretNames []string `json:"secret_names,omitempty"`
+}
+
+// JobEvent is a job state change reported by the head to the coordinator:
+// POST {coordinator}/v1/agent/job-events.
+type JobEvent struct {
+	Cluster   string    `json:"cluster"`
+	JobID     int64     `json:"job_id"`
+	Status    JobStatus `json:"status"`
+	ExitCodes []int     `json:"exit_codes,omitempty"`
+	Message   string    `json:"message,omitempty"`
+}
+
+// NodeSyncRequest asks a node to fetch blobs from the coordinator
+// (GET {coordinator}/v1/blobs/{digest}) and unpack them.
+type NodeSyncRequest struct {
+	Blobs []BlobRef `json:"blobs"`
+}
+
+// NodeExecRequest asks a node to run a script under a pty.
+type NodeExecRequest struct {
+	JobID int64  `json:"job_id"`
+	Kind  string `json:"kind"` // "setup" or "run"
+	// Script is a complete bash script (the agent writes and runs it).
+	Script string            `json:"script"`
+	Env    map[string]string `json:"env"`
+	// LogPath is the node-local log file, relative to the node's home.
+	LogPath string `json:"log_path"`
+}
+
+// ExecFrame is one newline-delimited JSON frame of a NodeExec stream: the
+// first carries PID, then Data frames, and the last carries Exit.
+type ExecFrame struct {
+	PID  int    `json:"pid,omitempty"`
+	Data []byte `json:"data,omitempty"`
+	Exit *int   `json:"exit,omitempty"`
+	Err  string `json:"err,omitempty"`
+}
+
+// NodeKillRequest asks a node to kill a job's processes.
+type NodeKillRequest struct {
+	JobID int64 `json:"job_id"`
+}

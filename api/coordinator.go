@@ -1,0 +1,147 @@
+package api
+
+import (
+	"time"
+
+	"github.com/sky-coord/sky-coord/spec"
+)
+
+// The coordinator's HTTP API, versioned under /v1. Every request carries
+// the bearer token.
+//
+//	GET    /v1/health                       → ServerHealth
+//	POST   /v1/blobs                        archive body → BlobInfo
+//	HEAD   /v1/blobs/{digest}               200 if present
+//	GET    /v1/blobs/{digest}               the archive (agents)
+//	POST   /v1/launch                       LaunchRequest → SubmitResponse
+//	POST   /v1/clusters/{name}/exec         ExecRequest → SubmitResponse
+//	GET    /v1/clusters                     → []Cluster
+//	GET    /v1/clusters/{name}              → Cluster
+//	POST   /v1/clusters/{name}/stop|start|down
+//	GET    /v1/clusters/{name}/jobs         → []Job
+//	GET    /v1/clusters/{name}/jobs/{id}    → Job
+//	POST   /v1/clusters/{name}/cancel       CancelRequest → CancelResponse
+//	GET    /v1/clusters/{name}/jobs/{id}/log ?follow=1&tail=N → text
+//	GET    /v1/clusters/{name}/events       ?after=N → []ClusterEvent
+//	POST   /v1/agent/job-events             JobEvent (agents)
+//	POST   /v1/shutdown                     stop the server
+
+// Cluster is a cluster as the coordinator records it.
+type Cluster struct {
+	Name       string        `json:"name"`
+	Status     ClusterStatus `json:"status"`
+	Desired    Desired       `json:"desired"`
+	NumNodes   int           `json:"num_nodes"`
+	Infra      string        `json:"infra"` // "local", "aws/us-east-1"
+	Cloud      string        `json:"cloud"`
+	Region     string        `json:"region,omitempty"`
+	Zone       string        `json:"zone,omitempty"`
+	Resources  string        `json:"resources"` // "3x(cpus=2, mem=4)"
+	HeadIP     string        `json:"head_ip,omitempty"`
+	User       string        `json:"user,omitempty"`
+	LaunchedAt time.Time     `json:"launched_at"`
+	// DownAfterJob, when non-zero, tears the cluster down once that job
+	// ends (`launch --down`).
+	DownAfterJob int64 `json:"down_after_job,omitempty"`
+	// Incarnation counts provisionings of this name; it keys the agent
+	// token so a relaunched cluster never accepts an old agent.
+	Incarnation uint64         `json:"incarnation"`
+	Nodes       []Node         `json:"nodes,omitempty"`
+	LastEvent   string         `json:"last_event,omitempty"`
+	Requested   spec.Resources `json:"requested_resources"`
+}
+
+// Node is one instance of a cluster.
+type Node struct {
+	Rank       int    `json:"rank"` // stable order; 0 = head
+	InstanceID string `json:"instance_id"`
+	IP         string `json:"ip"`
+	AgentAddr  string `json:"agent_addr"`
+	CPUs       int    `json:"cpus"`
+	GPUs       int    `json:"gpus"`
+	Healthy    bool   `json:"healthy"`
+}
+
+// Job is one job of a cluster's queue.
+type Job struct {
+	ID          int64      `json:"id"`
+	Cluster     string     `json:"cluster"`
+	Name        string     `json:"name"`
+	User        string     `json:"user"`
+	Status      JobStatus  `json:"status"`
+	SubmittedAt time.Time  `json:"submitted_at"`
+	StartedAt   *time.Time `json:"started_at"`
+	EndedAt     *time.Time `json:"ended_at"`
+	ExitCodes   []int      `json:"exit_codes"`
+	NumNodes    int        `json:"num_nodes"`
+	Resources   string     `json:"resources"`
+	TaskID      string     `json:"task_id"`
+	LogDir      string     `json:"log_dir"`
+	Message     string     `json:"message,omitempty"`
+	// Dispatched is set once the head agent accepted the job.
+	Dispatched bool `json:"dispatched,omitempty"`
+	// RunSetup is true for launch jobs, false for exec jobs.
+	RunSetup bool       `json:"run_setup"`
+	Task     *spec.Task `json:"task,omitempty"`
+	Blobs    []BlobRef  `json:"blobs,omitempty"`
+}
+
+// LaunchRequest asks for a cluster (created or reused) and a job on it.
+type LaunchRequest struct {
+	Cluster string     `json:"cluster"`
+	Task    *spec.Task `json:"task"`
+	Blobs   []BlobRef  `json:"blobs,omitempty"`
+	User    string     `json:"user"`
+	Down    bool       `json:"down,omitempty"`
+	NoSetup bool       `json:"no_setup,omitempty"`
+}
+
+// ExecRequest queues a job on an UP cluster, without setup.
+type ExecRequest struct {
+	Task  *spec.Task `json:"task"`
+	Blobs []BlobRef  `json:"blobs,omitempty"`
+	User  string     `json:"user"`
+}
+
+// SubmitResponse answers launch and exec.
+type SubmitResponse struct {
+	Cluster string `json:"cluster"`
+	JobID   int64  `json:"job_id"`
+}
+
+// CancelRequest names jobs to cancel; All cancels every unfinished job.
+type CancelRequest struct {
+	JobIDs []int64 `json:"job_ids,omitempty"`
+	All    bool    `json:"all,omitempty"`
+}
+
+// CancelResponse lists the jobs that were cancelled.
+type CancelResponse struct {
+	Cancelled []int64 `json:"cancelled"`
+}
+
+// BlobInfo describes an uploaded archive.
+type BlobInfo struct {
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
+
+// ClusterEvent is one line of a cluster's progress (provisioning,
+// bootstrap, failures), shown by `launch` while it waits.
+type ClusterEvent struct {
+	Seq     uint64    `json:"seq"`
+	At      time.Time `json:"at"`
+	Message string    `json:"message"`
+}
+
+// ServerHealth is the coordinator's own status.
+type ServerHealth struct {
+	Version string `json:"version"`
+	Leader  bool   `json:"leader"`
+	PID     int    `json:"pid"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}
