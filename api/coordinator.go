@@ -45,10 +45,13 @@ type Cluster struct {
 	DownAfterJob int64 `json:"down_after_job,omitempty"`
 	// Incarnation counts provisionings of this name; it keys the agent
 	// token so a relaunched cluster never accepts an old agent.
-	Incarnation uint64         `json:"incarnation"`
-	Nodes       []Node         `json:"nodes,omitempty"`
-	LastEvent   string         `json:"last_event,omitempty"`
-	Requested   spec.Resources `json:"requested_resources"`
+	Incarnation uint64 `json:"incarnation"`
+	Nodes       []Node `json:"nodes,omitempty"`
+	LastEvent   string `json:"last_event,omitempty"`
+	// Error is set when the last launch or start failed; the controllers
+	// leave the cluster alone until the user launches, starts or downs it.
+	Error     string         `json:"error,omitempty"`
+	Requested spec.Resources `json:"requested_resources"`
 }
 
 // Node is one instance of a cluster.
@@ -76,10 +79,16 @@ type Job struct {
 	NumNodes    int        `json:"num_nodes"`
 	Resources   string     `json:"resources"`
 	TaskID      string     `json:"task_id"`
-	LogDir      string     `json:"log_dir"`
-	Message     string     `json:"message,omitempty"`
+	// RunTimestamp is the submission time as SkyPilot formats it
+	// (2006-01-02-15-04-05-000000), the middle of TaskID.
+	RunTimestamp string `json:"run_timestamp"`
+	LogDir       string `json:"log_dir"`
+	Message      string `json:"message,omitempty"`
 	// Dispatched is set once the head agent accepted the job.
 	Dispatched bool `json:"dispatched,omitempty"`
+	// CancelPending is set when a dispatched job was cancelled and the
+	// head has not yet been told to kill its processes.
+	CancelPending bool `json:"cancel_pending,omitempty"`
 	// RunSetup is true for launch jobs, false for exec jobs.
 	RunSetup bool       `json:"run_setup"`
 	Task     *spec.Task `json:"task,omitempty"`

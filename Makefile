@@ -1,0 +1,51 @@
+# sky-coord — build, test and benchmark.
+GO      ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
+# Fuzzing time for spec.FuzzParse in `make test`.
+FUZZTIME ?= 30s
+
+.PHONY: all build test test-deps lint unit fuzz bench clean
+
+all: build
+
+# Static binaries: one upload of sky-agent runs on any Linux node of the
+# same architecture.
+build:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-coord ./cmd/sky-coord
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-agent ./cmd/sky-agent
+
+# System packages the tests use, installed only when missing and only as
+# root (CI); elsewhere the tests that need them skip and say why.
+test-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; \
+	  for p in bash:bash procps:ps rsync:rsync; do \
+	    command -v $${p#*:} >/dev/null || missing="$$missing $${p%%:*}"; \
+	  done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  fi; \
+	fi
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+fuzz:
+	@if grep -q 'func FuzzParse' spec/*_test.go 2>/dev/null; then \
+	  $(GO) test ./spec -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME); \
+	fi
+
+test: test-deps build lint unit fuzz
+
+bench: build
+	$(GO) run ./bench -out BENCHMARKS.md
+
+clean:
+	rm -rf bin

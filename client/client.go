@@ -1,0 +1,203 @@
+// Package client is the Go client of the coordinator's HTTP API; the CLI is
+// built on it and uses nothing else to reach the coordinator.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/sky-coord/sky-coord/api"
+)
+
+// Client talks to one coordinator.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// New returns a client for the coordinator at addr (host:port).
+func New(addr, token string) *Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil // the coordinator is reached directly
+	return &Client{base: "http://" + addr, token: token, http: &http.Client{Transport: tr}}
+}
+
+// Error is a non-2xx answer from the coordinator.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// IsNotFound reports whether err is the coordinator's 404.
+func IsNotFound(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == http.StatusNotFound
+}
+
+func (c *Client) request(ctx context.Context, method, path string, body io.Reader, ctype string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reach the coordinator at %s: %w", c.base, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var e api.Error
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
+		}
+		return nil, &Error{Status: resp.StatusCode, Message: e.Error}
+	}
+	return resp, nil
+}
+
+func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	ctype := ""
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body, ctype = bytes.NewReader(data), "application/json"
+	}
+	resp, err := c.request(ctx, method, path, body, ctype)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode coordinator answer to %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// Health returns the coordinator's status.
+func (c *Client) Health(ctx context.Context) (*api.ServerHealth, error) {
+	var h api.ServerHealth
+	return &h, c.call(ctx, http.MethodGet, "/v1/health", nil, &h)
+}
+
+// Shutdown stops the coordinator.
+func (c *Client) Shutdown(ctx context.Context) error {
+	return c.call(ctx, http.MethodPost, "/v1/shutdown", nil, nil)
+}
+
+// HasBlob reports whether the coordinator already holds a blob.
+func (c *Client) HasBlob(ctx context.Context, digest string) (bool, error) {
+	_, err := c.request(ctx, http.MethodHead, "/v1/blobs/"+digest, nil, "")
+	if IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// UploadBlob sends an archive and returns its digest.
+func (c *Client) UploadBlob(ctx context.Context, r io.Reader) (api.BlobInfo, error) {
+	var info api.BlobInfo
+	resp, err := c.request(ctx, http.MethodPost, "/v1/blobs", r, "application/octet-stream")
+	if err != nil {
+		return info, err
+	}
+	defer resp.Body.Close()
+	return info, json.NewDecoder(resp.Body).Decode(&info)
+}
+
+// Launch creates or reuses a cluster and queues the task on it.
+func (c *Client) Launch(ctx context.Context, req api.LaunchRequest) (*api.SubmitResponse, error) {
+	var out api.SubmitResponse
+	return &out, c.call(ctx, http.MethodPost, "/v1/launch", req, &out)
+}
+
+// Exec queues a task on an UP cluster.
+func (c *Client) Exec(ctx context.Context, cluster string, req api.ExecRequest) (*api.SubmitResponse, error) {
+	var out api.SubmitResponse
+	return &out, c.call(ctx, http.MethodPost, "/v1/clusters/"+url.PathEscape(cluster)+"/exec", req, &out)
+}
+
+// Clusters lists every cluster.
+func (c *Client) Clusters(ctx context.Context) ([]*api.Cluster, error) {
+	var out []*api.Cluster
+	return out, c.call(ctx, http.MethodGet, "/v1/clusters", nil, &out)
+}
+
+// Cluster returns one cluster.
+func (c *Client) Cluster(ctx context.Context, name string) (*api.Cluster, error) {
+	var out api.Cluster
+	if err := c.call(ctx, http.MethodGet, "/v1/clusters/"+url.PathEscape(name), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SetDesired asks for "stop", "start" or "down".
+func (c *Client) SetDesired(ctx context.Context, name, action string) error {
+	return c.call(ctx, http.MethodPost, "/v1/clusters/"+url.PathEscape(name)+"/"+action, nil, nil)
+}
+
+// Jobs returns a cluster's queue.
+func (c *Client) Jobs(ctx context.Context, cluster string) ([]*api.Job, error) {
+	var out []*api.Job
+	return out, c.call(ctx, http.MethodGet, "/v1/clusters/"+url.PathEscape(cluster)+"/jobs", nil, &out)
+}
+
+// Job returns one job.
+func (c *Client) Job(ctx context.Context, cluster string, id int64) (*api.Job, error) {
+	var out api.Job
+	if err := c.call(ctx, http.MethodGet, "/v1/clusters/"+url.PathEscape(cluster)+"/jobs/"+strconv.FormatInt(id, 10), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Cancel cancels jobs.
+func (c *Client) Cancel(ctx context.Context, cluster string, req api.CancelRequest) (*api.CancelResponse, error) {
+	var out api.CancelResponse
+	return &out, c.call(ctx, http.MethodPost, "/v1/clusters/"+url.PathEscape(cluster)+"/cancel", req, &out)
+}
+
+// Events returns a cluster's progress lines after seq `after`, waiting up
+// to waitSec seconds for one to arrive.
+func (c *Client) Events(ctx context.Context, cluster string, after uint64, waitSec int) ([]api.ClusterEvent, error) {
+	var out []api.ClusterEvent
+	path := fmt.Sprintf("/v1/clusters/%s/events?after=%d&wait=%d", url.PathEscape(cluster), after, waitSec)
+	return out, c.call(ctx, http.MethodGet, path, nil, &out)
+}
+
+// Log opens a job's log; with follow it ends when the job does.
+func (c *Client) Log(ctx context.Context, cluster string, id int64, follow bool, tail int) (io.ReadCloser, error) {
+	q := url.Values{}
+	if follow {
+		q.Set("follow", "1")
+	}
+	if tail > 0 {
+		q.Set("tail", strconv.Itoa(tail))
+	}
+	resp, err := c.request(ctx, http.MethodGet, fmt.Sprintf("/v1/clusters/%s/jobs/%d/log?%s", url.PathEscape(cluster), id, q.Encode()), nil, "")
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}

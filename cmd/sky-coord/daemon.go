@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sky-coord/sky-coord/client"
+	"github.com/sky-coord/sky-coord/coordinator"
+	"github.com/sky-coord/sky-coord/providers"
+	"github.com/sky-coord/sky-coord/providers/local"
+)
+
+// skyHome is $SKY_COORD_HOME, default ~/.sky-coord.
+func skyHome() string {
+	if h := os.Getenv("SKY_COORD_HOME"); h != "" {
+		abs, err := filepath.Abs(h)
+		if err == nil {
+			return abs
+		}
+		return h
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".sky-coord"
+	}
+	return filepath.Join(home, ".sky-coord")
+}
+
+// serverInfo is what a running embedded coordinator writes for the CLI.
+type serverInfo struct {
+	Addr string `json:"addr"`
+	PID  int    `json:"pid"`
+}
+
+// readOrCreateToken returns the API token stored in path, creating it
+// (mode 0600) when missing.
+func readOrCreateToken(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(data))) > 0 {
+		return strings.TrimSpace(string(data)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read API token %s: %w", path, err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(b)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return readOrCreateToken(path) // another process won the race
+	}
+	if err != nil {
+		return "", fmt.Errorf("create API token %s: %w", path, err)
+	}
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		return "", err
+	}
+	return tok, f.Close()
+}
+
+// runningServer returns a client of the embedded coordinator if one answers.
+func runningServer(ctx context.Context, home string) (*client.Client, *serverInfo) {
+	data, err := os.ReadFile(filepath.Join(home, "server.json"))
+	if err != nil {
+		return nil, nil
+	}
+	var info serverInfo
+	if json.Unmarshal(data, &info) != nil || info.Addr == "" {
+		return nil, nil
+	}
+	tok, err := os.ReadFile(filepath.Join(home, "token"))
+	if err != nil {
+		return nil, nil
+	}
+	c := client.New(info.Addr, strings.TrimSpace(string(tok)))
+	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := c.Health(hctx); err != nil {
+		return nil, nil
+	}
+	return c, &info
+}
+
+// connect returns a client of the coordinator, starting the embedded one
+// in the background on first use.
+func connect(ctx context.Context) (*client.Client, error) {
+	if addr := os.Getenv("SKY_COORD_ADDR"); addr != "" {
+		tok := os.Getenv("SKY_COORD_TOKEN")
+		if tok == "" {
+			data, err := os.ReadFile(filepath.Join(skyHome(), "token"))
+			if err != nil {
+				return nil, fmt.Errorf("SKY_COORD_ADDR is set but no token: set SKY_COORD_TOKEN or write it to %s", filepath.Join(skyHome(), "token"))
+			}
+			tok = strings.TrimSpace(string(data))
+		}
+		return client.New(strings.Split(addr, ",")[0], tok), nil
+	}
+	home := skyHome()
+	if c, _ := runningServer(ctx, home); c != nil {
+		return c, nil
+	}
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", home, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(home, "server.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("lock %s: %w", lock.Name(), err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if c, _ := runningServer(ctx, home); c != nil {
+		return c, nil // started by another CLI while we waited for the lock
+	}
+	if _, err := readOrCreateToken(filepath.Join(home, "token")); err != nil {
+		return nil, err
+	}
+	_ = os.Remove(filepath.Join(home, "server.json"))
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(filepath.Join(home, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(self, "server", "--embedded",
+		"--data-dir", filepath.Join(home, "server"), "--bind", "127.0.0.1:0",
+		"--token-file", filepath.Join(home, "token"), "--addr-file", filepath.Join(home, "server.json"),
+		"--local-root", filepath.Join(home, "local"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the coordinator: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if c, _ := runningServer(ctx, home); c != nil {
+			return c, nil
+		}
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("the coordinator exited at start (%v); see %s", err, logf.Name())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the coordinator did not answer within 15 s; see %s", logf.Name())
+		}
+	}
+}
+
+func serverCmd() *cobra.Command {
+	var dataDir, bind, tokenFile, addrFile, localRoot, agentBin string
+	var embedded bool
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a coordinator (the CLI starts an embedded one on first use)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServer(cmd.Context(), dataDir, bind, tokenFile, addrFile, localRoot, agentBin)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data-dir", filepath.Join(skyHome(), "server"), "directory for the Raft log, snapshots and uploads")
+	f.StringVar(&bind, "bind", "127.0.0.1:46580", "HOST:PORT the API listens on")
+	f.StringVar(&tokenFile, "token-file", filepath.Join(skyHome(), "token"), "API token file (created with mode 0600 when missing)")
+	f.StringVar(&addrFile, "addr-file", "", "write the listen address here once serving")
+	f.StringVar(&localRoot, "local-root", filepath.Join(skyHome(), "local"), "where the local provider keeps its nodes")
+	f.StringVar(&agentBin, "agent-binary", "", "sky-agent binary to install on nodes (default: beside this binary)")
+	f.BoolVar(&embedded, "embedded", false, "started by the CLI")
+	_ = f.MarkHidden("embedded")
+	cmd.AddCommand(&cobra.Command{
+		Use:   "stop",
+		Short: "Stop the embedded coordinator (clusters keep running)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, info := runningServer(cmd.Context(), skyHome())
+			if c == nil {
+				fmt.Println("No coordinator is running.")
+				return nil
+			}
+			if err := c.Shutdown(cmd.Context()); err != nil {
+				return err
+			}
+			for i := 0; i < 500; i++ {
+				if syscall.Kill(info.PID, 0) != nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			fmt.Printf("Coordinator (pid %d) stopped.\n", info.PID)
+			return nil
+		},
+	})
+	return cmd
+}
+
+func agentBinary(flagValue string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	if p := os.Getenv("SKY_COORD_AGENT_BIN"); p != "" {
+		return p, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(filepath.Dir(self), "sky-agent")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("the sky-agent binary is not beside %s; build it with `make build` or set SKY_COORD_AGENT_BIN", self)
+	}
+	return p, nil
+}
+
+func runServer(ctx context.Context, dataDir, bind, tokenFile, addrFile, localRoot, agentFlag string) error {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	tok, err := readOrCreateToken(tokenFile)
+	if err != nil {
+		return err
+	}
+	agentBin, err := agentBinary(agentFlag)
+	if err != nil {
+		return err
+	}
+	srv, err := coordinator.New(coordinator.Config{
+		DataDir:     dataDir,
+		Token:       tok,
+		Providers:   map[string]providers.Provider{local.Name: local.New(localRoot)},
+		AgentBinary: agentBin,
+		Version:     version,
+		Logger:      logger,
+	})
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", bind)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", bind, err)
+	}
+	if addrFile != "" {
+		data, _ := json.Marshal(serverInfo{Addr: l.Addr().String(), PID: os.Getpid()})
+		if err := os.WriteFile(addrFile+".tmp", data, 0o600); err != nil {
+			return err
+		}
+		if err := os.Rename(addrFile+".tmp", addrFile); err != nil {
+			return err
+		}
+		defer os.Remove(addrFile)
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	logger.Info("coordinator serving", "addr", l.Addr().String(), "data_dir", dataDir)
+	return srv.Serve(ctx, l)
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/client"
+	"github.com/sky-coord/sky-coord/spec"
+	"github.com/sky-coord/sky-coord/transfer"
+)
+
+// exitError carries a process exit code to main.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// taskFlags are the task options shared by launch, exec and validate.
+type taskFlags struct {
+	envs, secrets       []string
+	envFile, secretFile string
+	numNodes            int
+}
+
+func (f *taskFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringArrayVar(&f.envs, "env", nil, "set an env var: K=V, or K to take the value from your environment (repeatable)")
+	fl.StringVar(&f.envFile, "env-file", "", "read env vars from a dotenv file (lower precedence than --env)")
+	fl.StringArrayVar(&f.secrets, "secret", nil, "set a secret: K=V or K (repeatable)")
+	fl.StringVar(&f.secretFile, "secret-file", "", "read secrets from a dotenv file")
+}
+
+// options turns the flags into spec.Options.
+func (f *taskFlags) options() (spec.Options, error) {
+	var o spec.Options
+	parsePairs := func(args []string) (map[string]string, error) {
+		m := map[string]string{}
+		for _, a := range args {
+			k, v, err := spec.ParseEnvFlag(a, os.LookupEnv)
+			if err != nil {
+				return nil, err
+			}
+			m[k] = v
+		}
+		return m, nil
+	}
+	readFile := func(path string) (map[string]string, error) {
+		if path == "" {
+			return nil, nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		return spec.ParseDotenv(path, data)
+	}
+	var err error
+	if o.Env, err = parsePairs(f.envs); err != nil {
+		return o, err
+	}
+	if o.Secrets, err = parsePairs(f.secrets); err != nil {
+		return o, err
+	}
+	if o.EnvFile, err = readFile(f.envFile); err != nil {
+		return o, err
+	}
+	if o.SecretFile, err = readFile(f.secretFile); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// loadTasks parses a task file with the flags' overrides. Errors come back
+// one per line, FILE:LINE:COLUMN first, as an exit-2 error.
+func loadTasks(path string, f *taskFlags) (*spec.File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &exitError{code: 2, msg: fmt.Sprintf("read task file: %v", err)}
+	}
+	opts, err := f.options()
+	if err != nil {
+		return nil, &exitError{code: 2, msg: err.Error()}
+	}
+	file, err := spec.Parse(path, data, opts)
+	if err != nil {
+		return nil, &exitError{code: 2, msg: err.Error()}
+	}
+	return file, nil
+}
+
+// loadTask is loadTasks for commands that run one task.
+func loadTask(path string, f *taskFlags) (*spec.Task, error) {
+	file, err := loadTasks(path, f)
+	if err != nil {
+		return nil, err
+	}
+	if len(file.Tasks) != 1 {
+		return nil, &exitError{code: 2, msg: fmt.Sprintf("%s: holds %d tasks (a pipeline); this command runs one task", path, len(file.Tasks))}
+	}
+	t := file.Tasks[0]
+	if f.numNodes > 0 {
+		t.NumNodes = f.numNodes
+	}
+	return t, nil
+}
+
+// expandHome resolves a leading ~ and makes p absolute against the
+// working directory, as SkyPilot does for workdir and local sources.
+func expandHome(p string) (string, error) {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", err
+		}
+		p = filepath.Join(home, strings.TrimPrefix(p, "~"))
+	}
+	return filepath.Abs(p)
+}
+
+func isURI(s string) bool { return strings.Contains(s, "://") }
+
+// uploadFiles packs the workdir (and, with mounts, the local file_mounts)
+// and uploads what the coordinator does not have yet.
+func uploadFiles(ctx context.Context, c *client.Client, t *spec.Task, mounts bool) ([]api.BlobRef, error) {
+	var refs []api.BlobRef
+	if t.Workdir != "" {
+		dir, err := expandHome(t.Workdir)
+		if err != nil {
+			return nil, err
+		}
+		st, err := os.Stat(dir)
+		if err != nil || !st.IsDir() {
+			return nil, &exitError{code: 2, msg: fmt.Sprintf("workdir %q: not a directory (%v); fix `workdir:` in the task file", t.Workdir, errOrNotDir(err))}
+		}
+		digest, err := uploadPacked(ctx, c, func(w io.Writer) error { _, err := transfer.Pack(ctx, dir, w); return err })
+		if err != nil {
+			return nil, fmt.Errorf("upload workdir %s: %w", dir, err)
+		}
+		refs = append(refs, api.BlobRef{Digest: digest, Dest: "~/sky_workdir"})
+	}
+	if !mounts {
+		return refs, nil
+	}
+	for _, fm := range t.FileMounts {
+		if fm.Src == "" || isURI(fm.Src) {
+			continue // bucket mounts are a later feature of the agent
+		}
+		src, err := expandHome(fm.Src)
+		if err != nil {
+			return nil, err
+		}
+		st, err := os.Stat(src)
+		if err != nil {
+			return nil, &exitError{code: 2, msg: fmt.Sprintf("file_mounts %q: source %q: %v; fix the path in the task file", fm.Dst, fm.Src, err)}
+		}
+		var pack func(io.Writer) error
+		if st.IsDir() {
+			pack = func(w io.Writer) error { _, err := transfer.Pack(ctx, src, w); return err }
+		} else {
+			pack = func(w io.Writer) error { return transfer.PackFile(ctx, src, w) }
+		}
+		digest, err := uploadPacked(ctx, c, pack)
+		if err != nil {
+			return nil, fmt.Errorf("upload file_mounts source %s: %w", src, err)
+		}
+		refs = append(refs, api.BlobRef{Digest: digest, Dest: fm.Dst, File: !st.IsDir()})
+	}
+	return refs, nil
+}
+
+func errOrNotDir(err error) error {
+	if err != nil {
+		return err
+	}
+	return errors.New("it is a file")
+}
+
+// uploadPacked packs into a temporary file, then uploads it unless the
+// coordinator already holds the same bytes.
+func uploadPacked(ctx context.Context, c *client.Client, pack func(io.Writer) error) (string, error) {
+	tmp, err := os.CreateTemp("", "sky-coord-upload-*.tar.gz")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	h := newHashWriter(tmp)
+	if err := pack(h); err != nil {
+		return "", err
+	}
+	digest := h.Sum()
+	if ok, err := c.HasBlob(ctx, digest); err == nil && ok {
+		return digest, nil
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	info, err := c.UploadBlob(ctx, tmp)
+	if err != nil {
+		return "", err
+	}
+	if info.Digest != digest {
+		return "", fmt.Errorf("upload corrupted: sent %s, coordinator stored %s", digest, info.Digest)
+	}
+	return digest, nil
+}

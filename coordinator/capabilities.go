@@ -1,0 +1,20 @@
+package coordinator
+
+import (
+	"context"
+
+	"github.com/sky-coord/sky-coord/bootstrap"
+	"github.com/sky-coord/sky-coord/providers"
+)
+
+// Connector is the optional provider capability of handing out a bootstrap
+// Transport to one of its instances.
+type Connector interface {
+	Transport(ctx context.Context, inst providers.Instance) (bootstrap.Transport, error)
+}
+
+// Validator is the optional provider capability of rejecting a task before
+// anything is provisioned (a file mount the provider cannot honour, say).
+type Validator interface {
+	ValidateTask(req providers.LaunchRequest) error
+}

@@ -1,0 +1,211 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/bootstrap"
+	"github.com/sky-coord/sky-coord/coordinator/fsm"
+	"github.com/sky-coord/sky-coord/coordinator/state"
+	"github.com/sky-coord/sky-coord/providers"
+)
+
+// reconcile takes the next step for one cluster (see controller).
+func (s *Server) reconcile(ctx context.Context, name string) {
+	var c *api.Cluster
+	var jobs []*api.Job
+	s.read(func(st *state.Store) {
+		c, _ = st.Cluster(name)
+		jobs = st.ListJobs(name)
+	})
+	if c == nil {
+		return
+	}
+	p, err := s.provider(c.Cloud)
+	if err != nil {
+		s.event(name, err.Error())
+		return
+	}
+	switch {
+	case c.Desired == api.DesiredDown:
+		s.teardown(ctx, c, p)
+	case c.Desired == api.DesiredStopped && c.Status != api.ClusterStopped:
+		s.stopCluster(ctx, c, p)
+	case c.Error != "":
+		// A failed launch waits for the user: relaunch, start or down.
+	case c.Desired == api.DesiredUp && c.Status == api.ClusterInit:
+		s.bringUp(ctx, c, p, false)
+	case c.Desired == api.DesiredUp && c.Status == api.ClusterStopped:
+		s.bringUp(ctx, c, p, true)
+	case c.Desired == api.DesiredUp && c.Status == api.ClusterUp:
+		s.dispatch(ctx, c, jobs)
+	}
+}
+
+func (s *Server) provider(cloud string) (providers.Provider, error) {
+	if cloud == "" {
+		cloud = "local"
+	}
+	p, ok := s.cfg.Providers[cloud]
+	if !ok {
+		return nil, fmt.Errorf("cloud %q is not enabled on this coordinator (enabled: %s)", cloud, strings.Join(s.providerNames(), ", "))
+	}
+	return p, nil
+}
+
+func (s *Server) providerNames() []string {
+	var names []string
+	for n := range s.cfg.Providers {
+		names = append(names, n)
+	}
+	return names
+}
+
+// event records a progress line for a cluster; a failure to record one is
+// only logged, as the step it describes has already happened.
+func (s *Server) event(cluster, msg string) {
+	if _, err := s.apply(fsm.ClusterEventType, fsm.ClusterEvent{Cluster: cluster, Message: msg, At: time.Now().UTC()}); err != nil {
+		s.log.Warn("record cluster event", "cluster", cluster, "err", err)
+	}
+}
+
+func (s *Server) bringUp(ctx context.Context, c *api.Cluster, p providers.Provider, restart bool) {
+	start := time.Now()
+	var insts []providers.Instance
+	var err error
+	if restart {
+		s.event(c.Name, fmt.Sprintf("Starting %d node(s) on %s.", c.NumNodes, p.Name()))
+		insts, err = p.Start(ctx, c.Name)
+	} else {
+		s.event(c.Name, fmt.Sprintf("Launching %d node(s) on %s.", c.NumNodes, p.Name()))
+		insts, err = p.Launch(ctx, providers.LaunchRequest{
+			Cluster: c.Name, NumNodes: c.NumNodes,
+			Region: c.Requested.Region, Zone: c.Requested.Zone,
+			CPUs: c.Requested.CPUs, Memory: c.Requested.Memory,
+			Token: fmt.Sprintf("%s-%d", c.Name, c.Incarnation),
+		})
+	}
+	if err == nil && len(insts) < c.NumNodes {
+		err = fmt.Errorf("provider %s returned %d of %d nodes", p.Name(), len(insts), c.NumNodes)
+	}
+	if err != nil {
+		s.launchFailed(ctx, c.Name, fmt.Errorf("provision: %w", err))
+		return
+	}
+	nodes := make([]api.Node, len(insts))
+	region, zone := "", ""
+	for i, in := range insts {
+		nodes[i] = api.Node{Rank: in.Index, InstanceID: in.ID, IP: in.IP,
+			AgentAddr: net.JoinHostPort(in.IP, strconv.Itoa(api.AgentPort)), CPUs: in.CPUs, GPUs: in.GPUs}
+		region, zone = in.Region, in.Zone
+	}
+	if _, err := s.apply(fsm.NodesRecordedType, fsm.NodesRecorded{Cluster: c.Name, Nodes: nodes,
+		Cloud: p.Name(), Region: region, Zone: zone, At: time.Now().UTC()}); err != nil {
+		s.log.Warn("record nodes", "cluster", c.Name, "err", err)
+		return
+	}
+	s.event(c.Name, fmt.Sprintf("Provisioned %d node(s) in %s.", len(nodes), time.Since(start).Round(time.Millisecond)))
+
+	if err := s.bootstrapAll(ctx, c, p, insts); err != nil {
+		s.launchFailed(ctx, c.Name, err)
+		return
+	}
+	if _, err := s.apply(fsm.ClusterStatusType, fsm.ClusterStatusSet{Cluster: c.Name, Status: api.ClusterUp, At: time.Now().UTC()}); err != nil {
+		s.log.Warn("record cluster up", "cluster", c.Name, "err", err)
+		return
+	}
+	s.event(c.Name, fmt.Sprintf("Cluster %s is UP (%s).", c.Name, time.Since(start).Round(time.Millisecond)))
+}
+
+func (s *Server) launchFailed(ctx context.Context, cluster string, err error) {
+	if ctx.Err() != nil {
+		return // shutting down: the next leader resumes the launch
+	}
+	s.event(cluster, "Launch failed: "+err.Error())
+	if _, aerr := s.apply(fsm.LaunchFailedType, fsm.LaunchFailed{Cluster: cluster, Reason: err.Error(), At: time.Now().UTC()}); aerr != nil {
+		s.log.Warn("record launch failure", "cluster", cluster, "err", aerr)
+	}
+}
+
+// bootstrapAll brings every node's agent up in parallel.
+func (s *Server) bootstrapAll(ctx context.Context, c *api.Cluster, p providers.Provider, insts []providers.Instance) error {
+	conn, ok := p.(Connector)
+	if !ok {
+		return fmt.Errorf("provider %s cannot reach its nodes to install the agent", p.Name())
+	}
+	token := s.agentToken(c.Name, c.Incarnation)
+	errs := make([]error, len(insts))
+	var wg sync.WaitGroup
+	for i, in := range insts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.bootstrapNode(ctx, c, conn, in, token)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (s *Server) bootstrapNode(ctx context.Context, c *api.Cluster, conn Connector, in providers.Instance, token string) error {
+	t, err := conn.Transport(ctx, in)
+	if err != nil {
+		return fmt.Errorf("node %d (%s): connect: %w", in.Index, in.IP, err)
+	}
+	defer t.Close()
+	addr := net.JoinHostPort(in.IP, strconv.Itoa(api.AgentPort))
+	cfg := api.AgentConfig{
+		Cluster: c.Name, Rank: in.Index, NodeID: in.ID, IP: in.IP, Bind: addr,
+		Home: t.Home(), CoordinatorURL: "http://" + s.addr, Token: token,
+		Marker: t.Home(), CPUs: in.CPUs, GPUs: in.GPUs,
+	}
+	_, err = bootstrap.Ensure(ctx, t, bootstrap.Node{
+		Name:        fmt.Sprintf("node %d (%s)", in.Index, in.IP),
+		AgentBinary: s.cfg.AgentBinary,
+		Config:      cfg,
+		Health:      func(ctx context.Context) (*api.AgentHealth, error) { return s.agents.health(ctx, addr, token) },
+	})
+	return err
+}
+
+func (s *Server) stopCluster(ctx context.Context, c *api.Cluster, p providers.Provider) {
+	if err := p.Stop(ctx, c.Name); err != nil {
+		s.event(c.Name, "Stop failed (will retry): "+err.Error())
+		return
+	}
+	if _, err := s.apply(fsm.ClusterStatusType, fsm.ClusterStatusSet{Cluster: c.Name, Status: api.ClusterStopped, At: time.Now().UTC()}); err != nil {
+		s.log.Warn("record cluster stopped", "cluster", c.Name, "err", err)
+		return
+	}
+	s.event(c.Name, fmt.Sprintf("Cluster %s is STOPPED.", c.Name))
+}
+
+// teardown terminates a cluster's instances and forgets the cluster only
+// once the provider confirms that none is left.
+func (s *Server) teardown(ctx context.Context, c *api.Cluster, p providers.Provider) {
+	if err := p.Terminate(ctx, c.Name); err != nil {
+		s.event(c.Name, "Terminate failed (will retry): "+err.Error())
+		return
+	}
+	left, err := p.Describe(ctx, c.Name)
+	if err != nil {
+		s.event(c.Name, "Terminate: could not confirm (will retry): "+err.Error())
+		return
+	}
+	for _, in := range left {
+		if in.State != providers.StateTerminated {
+			s.event(c.Name, fmt.Sprintf("Terminate: node %d (%s) is still %s (will retry).", in.Index, in.ID, in.State))
+			return
+		}
+	}
+	if _, err := s.apply(fsm.ClusterRemovedType, fsm.ClusterRemoved{Cluster: c.Name}); err != nil {
+		s.log.Warn("record cluster removed", "cluster", c.Name, "err", err)
+	}
+}

@@ -1,0 +1,205 @@
+// Package coordinator owns the Raft log and everything that acts on it:
+// the HTTP API handlers (parse → validate → fill IDs and times → append to
+// the log) and the leader-only controllers (provision → bootstrap →
+// dispatch → watch → tear down).
+package coordinator
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/sky-coord/sky-coord/coordinator/fsm"
+	"github.com/sky-coord/sky-coord/coordinator/state"
+	"github.com/sky-coord/sky-coord/providers"
+)
+
+// Config configures a coordinator.
+type Config struct {
+	// DataDir holds the Raft log, snapshots, blobs and the agent secret.
+	DataDir string
+	// Token is the API bearer token.
+	Token string
+	// Providers by name ("local", ...); the task's cloud picks one.
+	Providers map[string]providers.Provider
+	// AgentBinary is the sky-agent binary bootstrap installs on nodes.
+	AgentBinary string
+	Version     string
+	Logger      *slog.Logger
+}
+
+// Server is one coordinator replica.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	fsm       *fsm.FSM
+	raft      *raft.Raft
+	closeRaft func() error
+	blobs     *blobStore
+	secret    []byte
+	http      *http.Server
+	addr      string
+	agents    *agentClient
+
+	changedMu sync.Mutex
+	changed   chan struct{} // closed and replaced after every applied entry
+
+	ctrl     *controller
+	stopOnce sync.Once
+	stopped  chan struct{}
+}
+
+// New opens the coordinator's state under cfg.DataDir.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
+	}
+	secret, err := loadOrCreateSecret(filepath.Join(cfg.DataDir, "agent-secret"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "coordinator"),
+		secret:  secret,
+		changed: make(chan struct{}),
+		stopped: make(chan struct{}),
+		agents:  newAgentClient(),
+	}
+	s.blobs, err = newBlobStore(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		return nil, err
+	}
+	s.fsm = fsm.New(s.onApplied)
+	raftLog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{s.log}})
+	s.raft, s.closeRaft, err = openRaft(filepath.Join(cfg.DataDir, "raft"), s.fsm, raftLog)
+	if err != nil {
+		return nil, err
+	}
+	s.ctrl = newController(s)
+	return s, nil
+}
+
+// Serve answers the API on l until ctx ends or Shutdown is called.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	s.addr = l.Addr().String()
+	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go s.ctrl.run(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(l) }()
+	select {
+	case <-ctx.Done():
+	case <-s.stopped:
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve API on %s: %w", s.addr, err)
+		}
+	}
+	cancel()
+	shutCtx, c2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer c2()
+	_ = s.http.Shutdown(shutCtx)
+	s.ctrl.wait()
+	return s.closeRaft()
+}
+
+// Shutdown asks Serve to return.
+func (s *Server) Shutdown() { s.stopOnce.Do(func() { close(s.stopped) }) }
+
+// Addr is the API's listen address once Serve has started.
+func (s *Server) Addr() string { return s.addr }
+
+func (s *Server) onApplied() {
+	s.changedMu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.changedMu.Unlock()
+	if s.ctrl != nil {
+		s.ctrl.poke()
+	}
+}
+
+// changes returns a channel closed at the next applied entry.
+func (s *Server) changes() <-chan struct{} {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	return s.changed
+}
+
+// ErrNotLeader means this replica cannot append to the log.
+var ErrNotLeader = errors.New("this coordinator replica is not the leader")
+
+// apply appends one command to the log and returns the FSM's result.
+func (s *Server) apply(t fsm.MessageType, msg any) (fsm.Result, error) {
+	data, err := fsm.Encode(t, msg)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	f := s.raft.Apply(data, 10*time.Second)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return fsm.Result{}, ErrNotLeader
+		}
+		return fsm.Result{}, fmt.Errorf("append to the coordinator log: %w", err)
+	}
+	res, _ := f.Response().(fsm.Result)
+	return res, res.Err
+}
+
+// read runs fn against the current state.
+func (s *Server) read(fn func(*state.Store)) { s.fsm.Read(fn) }
+
+// agentToken is the bearer token of one incarnation of a cluster's agents:
+// derived, never stored, so no token sits in the log or a snapshot.
+func (s *Server) agentToken(cluster string, incarnation uint64) string {
+	m := hmac.New(sha256.New, s.secret)
+	m.Write([]byte(cluster + "\x00" + strconv.FormatUint(incarnation, 10)))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func loadOrCreateSecret(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err == nil && len(data) >= 32 {
+		return data, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read agent secret %s: %w", path, err)
+	}
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, secret, 0o600); err != nil {
+		return nil, fmt.Errorf("write agent secret %s: %w", path, err)
+	}
+	return secret, nil
+}
+
+// slogWriter lets hclog (raft's logger) write into slog.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Info(string(p), "component", "raft")
+	return len(p), nil
+}

@@ -1,0 +1,177 @@
+package state
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sky-coord/sky-coord/api"
+)
+
+// Launch records `launch`: a new cluster (INIT, desired UP) or an existing
+// one reused, plus its job. The job is PENDING when the cluster is already
+// UP and INIT until it is. It returns the job's ID.
+func (s *Store) Launch(c api.Cluster, job api.Job, at time.Time) (int64, error) {
+	cur, exists := s.Clusters[c.Name]
+	if exists {
+		switch {
+		case cur.Desired == api.DesiredDown:
+			return 0, fmt.Errorf("cluster %q is being torn down; wait for `down` to finish, then launch again: %w", c.Name, ErrConflict)
+		case job.NumNodes > cur.NumNodes:
+			return 0, fmt.Errorf("requested resources do not match the existing cluster %q: the task needs %d nodes, the cluster has %d; use another cluster name or `down` this one first: %w",
+				c.Name, job.NumNodes, cur.NumNodes, ErrConflict)
+		}
+		cur.Desired = api.DesiredUp
+		cur.Error = ""
+		cur.DownAfterJob = 0
+	} else {
+		s.Incarnations[c.Name]++
+		c.Incarnation = s.Incarnations[c.Name]
+		c.Status = api.ClusterInit
+		c.Desired = api.DesiredUp
+		c.LaunchedAt = at
+		c.Nodes = nil
+		cur = &c
+		s.Clusters[c.Name] = cur
+	}
+	job.Status = api.JobInit
+	if cur.Status == api.ClusterUp {
+		job.Status = api.JobPending
+	}
+	id := s.addJob(c.Name, job, at)
+	if c.DownAfterJob != 0 {
+		cur.DownAfterJob = id
+	}
+	return id, nil
+}
+
+// SubmitJob records `exec`: a job queued on an UP cluster.
+func (s *Store) SubmitJob(cluster string, job api.Job, at time.Time) (int64, error) {
+	c, ok := s.Clusters[cluster]
+	if !ok {
+		return 0, fmt.Errorf("cluster %q does not exist; launch it first with `sky-coord launch -c %s TASK.yaml`: %w", cluster, cluster, ErrNotFound)
+	}
+	if c.Status != api.ClusterUp || c.Desired != api.DesiredUp {
+		return 0, fmt.Errorf("cluster %q is %s, not UP; start it with `sky-coord start %s` or launch it: %w", cluster, c.Status, cluster, ErrConflict)
+	}
+	if job.NumNodes > c.NumNodes {
+		return 0, fmt.Errorf("requested resources do not match the existing cluster %q: the task needs %d nodes, the cluster has %d: %w",
+			cluster, job.NumNodes, c.NumNodes, ErrConflict)
+	}
+	job.Status = api.JobPending
+	return s.addJob(cluster, job, at), nil
+}
+
+func (s *Store) addJob(cluster string, job api.Job, at time.Time) int64 {
+	s.NextJobID[cluster]++
+	job.ID = s.NextJobID[cluster]
+	job.Cluster = cluster
+	job.SubmittedAt = at
+	job.LogDir = fmt.Sprintf("%d-%s", job.ID, logName(job.Name))
+	job.TaskID = fmt.Sprintf("sky-%s_%s_%d", job.RunTimestamp, cluster, job.ID)
+	s.Jobs[cluster] = append(s.Jobs[cluster], &job)
+	return job.ID
+}
+
+func logName(name string) string {
+	if name == "" {
+		return "task"
+	}
+	return name
+}
+
+// RecordNodes records the instances the provider returned for a cluster.
+func (s *Store) RecordNodes(cluster string, nodes []api.Node, cloud, region, zone string, at time.Time) error {
+	c, ok := s.Clusters[cluster]
+	if !ok {
+		return fmt.Errorf("cluster %q: %w", cluster, ErrNotFound)
+	}
+	c.Nodes = append([]api.Node(nil), nodes...)
+	c.Cloud, c.Region, c.Zone = cloud, region, zone
+	c.Infra = cloud
+	if region != "" && region != cloud {
+		c.Infra += "/" + region
+	}
+	c.HeadIP = ""
+	if len(nodes) > 0 {
+		c.HeadIP = nodes[0].IP
+	}
+	return nil
+}
+
+// SetClusterStatus records an observed cluster status. Reaching UP moves
+// the cluster's waiting launch jobs from INIT to PENDING.
+func (s *Store) SetClusterStatus(cluster string, status api.ClusterStatus, at time.Time) error {
+	c, ok := s.Clusters[cluster]
+	if !ok {
+		return fmt.Errorf("cluster %q: %w", cluster, ErrNotFound)
+	}
+	c.Status = status
+	switch status {
+	case api.ClusterUp:
+		c.Error = ""
+		for i := range c.Nodes {
+			c.Nodes[i].Healthy = true
+		}
+		for _, j := range s.Jobs[cluster] {
+			if j.Status == api.JobInit {
+				j.Status = api.JobPending
+			}
+		}
+	case api.ClusterStopped:
+		for i := range c.Nodes {
+			c.Nodes[i].Healthy = false
+		}
+	}
+	return nil
+}
+
+// LaunchFailed records that provisioning or bootstrap failed: the cluster
+// keeps its status with Error set, and its waiting launch jobs end as
+// FAILED_DRIVER with the reason.
+func (s *Store) LaunchFailed(cluster, reason string, at time.Time) error {
+	c, ok := s.Clusters[cluster]
+	if !ok {
+		return fmt.Errorf("cluster %q: %w", cluster, ErrNotFound)
+	}
+	c.Error = reason
+	for _, j := range s.Jobs[cluster] {
+		if j.Status == api.JobInit {
+			s.endJob(j, api.JobFailedDriver, nil, reason, at)
+		}
+	}
+	return nil
+}
+
+// SetDesired records what the user asked of a cluster: stop, start or
+// down. Stopping or downing cancels the cluster's unfinished jobs.
+func (s *Store) SetDesired(cluster string, d api.Desired, at time.Time) error {
+	c, ok := s.Clusters[cluster]
+	if !ok {
+		return fmt.Errorf("cluster %q does not exist: %w", cluster, ErrNotFound)
+	}
+	if c.Desired == api.DesiredDown && d != api.DesiredDown {
+		return fmt.Errorf("cluster %q is being torn down: %w", cluster, ErrConflict)
+	}
+	c.Desired = d
+	c.Error = ""
+	if d == api.DesiredStopped || d == api.DesiredDown {
+		for _, j := range s.Jobs[cluster] {
+			if !j.Status.Terminal() {
+				s.endJob(j, api.JobCancelled, nil, fmt.Sprintf("cluster %s", map[api.Desired]string{api.DesiredStopped: "stopped", api.DesiredDown: "torn down"}[d]), at)
+			}
+		}
+	}
+	return nil
+}
+
+// RemoveCluster forgets a cluster once its instances are gone. Its job ID
+// counter and incarnation are kept.
+func (s *Store) RemoveCluster(cluster string) error {
+	if _, ok := s.Clusters[cluster]; !ok {
+		return fmt.Errorf("cluster %q: %w", cluster, ErrNotFound)
+	}
+	delete(s.Clusters, cluster)
+	delete(s.Jobs, cluster)
+	delete(s.Events, cluster)
+	return nil
+}

@@ -1,0 +1,183 @@
+package coordinator
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/coordinator/fsm"
+	"github.com/sky-coord/sky-coord/coordinator/state"
+	"github.com/sky-coord/sky-coord/providers"
+	"github.com/sky-coord/sky-coord/spec"
+)
+
+// clusterNameRE is SkyPilot's cluster name rule.
+var clusterNameRE = regexp.MustCompile(`^[a-zA-Z]([-_.a-zA-Z0-9]*[a-zA-Z0-9])?$`)
+
+func (s *Server) checkTask(t *spec.Task, blobs []api.BlobRef) error {
+	if t == nil {
+		return fmt.Errorf("the request has no task: %w", errBadRequest)
+	}
+	if t.NumNodes < 1 {
+		return fmt.Errorf("num_nodes must be at least 1, got %d: %w", t.NumNodes, errBadRequest)
+	}
+	for _, b := range blobs {
+		if !s.blobs.Has(b.Digest) {
+			return fmt.Errorf("uploaded file archive %s for %s is missing on the coordinator; upload it again: %w", b.Digest, b.Dest, errBadRequest)
+		}
+	}
+	return nil
+}
+
+func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
+	var req api.LaunchRequest
+	if err := decodeBody(r, &req); err != nil {
+		s.fail(w, err)
+		return
+	}
+	if !clusterNameRE.MatchString(req.Cluster) {
+		s.fail(w, fmt.Errorf("cluster name %q is invalid: it must start with a letter and contain only letters, digits, '-', '_' and '.': %w", req.Cluster, errBadRequest))
+		return
+	}
+	if err := s.checkTask(req.Task, req.Blobs); err != nil {
+		s.fail(w, err)
+		return
+	}
+	t := req.Task
+	cloud := strings.ToLower(t.Resources.Cloud)
+	if cloud == "" {
+		cloud = "local"
+	}
+	p, err := s.provider(cloud)
+	if err != nil {
+		s.fail(w, fmt.Errorf("%v: %w", err, errBadRequest))
+		return
+	}
+	if v, ok := p.(Validator); ok {
+		var dsts []string
+		for _, fm := range t.FileMounts {
+			dsts = append(dsts, fm.Dst)
+		}
+		if err := v.ValidateTask(providers.LaunchRequest{Cluster: req.Cluster, NumNodes: t.NumNodes, FileMountDsts: dsts}); err != nil {
+			s.fail(w, fmt.Errorf("%s: %w", strings.TrimSuffix(err.Error(), ": "+providers.ErrInvalidRequest.Error()), errBadRequest))
+			return
+		}
+	}
+	now := time.Now().UTC()
+	c := api.Cluster{Name: req.Cluster, NumNodes: t.NumNodes, Cloud: cloud, Infra: cloud,
+		Resources: resourcesString(t.NumNodes, t.Resources), User: req.User, Requested: t.Resources}
+	if req.Down {
+		c.DownAfterJob = -1 // the store fills in the job's ID
+	}
+	job := api.Job{Name: t.Name, User: req.User, NumNodes: t.NumNodes, RunSetup: !req.NoSetup,
+		Task: t, Blobs: req.Blobs, Resources: resourcesString(t.NumNodes, t.Resources), RunTimestamp: runTimestamp(now)}
+	res, err := s.apply(fsm.ClusterLaunchType, fsm.ClusterLaunch{Cluster: c, Job: job, At: now})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.SubmitResponse{Cluster: req.Cluster, JobID: res.JobID})
+}
+
+func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var req api.ExecRequest
+	if err := decodeBody(r, &req); err != nil {
+		s.fail(w, err)
+		return
+	}
+	if err := s.checkTask(req.Task, req.Blobs); err != nil {
+		s.fail(w, err)
+		return
+	}
+	t := req.Task
+	now := time.Now().UTC()
+	job := api.Job{Name: t.Name, User: req.User, NumNodes: t.NumNodes, Task: t, Blobs: req.Blobs,
+		Resources: resourcesString(t.NumNodes, t.Resources), RunTimestamp: runTimestamp(now)}
+	res, err := s.apply(fsm.JobSubmitType, fsm.JobSubmit{Cluster: name, Job: job, At: now})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.SubmitResponse{Cluster: name, JobID: res.JobID})
+}
+
+// resourcesString renders resources as SkyPilot's RESOURCES column:
+// "2x(gpus=V100:1, cpus=4+, mem=16+)".
+func resourcesString(n int, r spec.Resources) string {
+	var parts []string
+	if a := r.Accelerators; a != nil {
+		parts = append(parts, "gpus="+a.Name+":"+strconv.FormatFloat(a.Count, 'f', -1, 64))
+	}
+	if r.CPUs != "" {
+		parts = append(parts, "cpus="+r.CPUs)
+	}
+	if r.Memory != "" {
+		parts = append(parts, "mem="+r.Memory)
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "cpus=-")
+	}
+	return fmt.Sprintf("%dx(%s)", n, strings.Join(parts, ", "))
+}
+
+// handleLog streams a job's log from the head. It waits for the job to be
+// handed to the head first; a job that ended before that has no log.
+func (s *Server) handleLog(w http.ResponseWriter, r *http.Request) {
+	j, err := s.jobFromPath(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	follow := r.URL.Query().Get("follow") != ""
+	tail, _ := strconv.Atoi(r.URL.Query().Get("tail"))
+	if follow {
+		j, err = s.waitJob(r.Context(), j.Cluster, j.ID, func(j *api.Job) bool { return j.Dispatched || j.Status.Terminal() })
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !j.Dispatched {
+		if j.Message != "" {
+			fmt.Fprintf(w, "Job %d is %s: %s\n", j.ID, j.Status, j.Message)
+		} else {
+			fmt.Fprintf(w, "Job %d is %s and has no logs yet.\n", j.ID, j.Status)
+		}
+		return
+	}
+	var c *api.Cluster
+	s.read(func(st *state.Store) { c, err = st.Cluster(j.Cluster) })
+	if err != nil || len(c.Nodes) == 0 {
+		fmt.Fprintf(w, "Cluster %s has no nodes; its logs are gone.\n", j.Cluster)
+		return
+	}
+	body, err := s.agents.log(r.Context(), c.Nodes[0].AgentAddr, s.agentToken(c.Name, c.Incarnation), j.ID, follow, tail)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, fmt.Errorf("read job %d's log from the head node: %w", j.ID, err))
+		return
+	}
+	defer body.Close()
+	flusher, _ := w.(http.Flusher)
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if rerr == io.EOF || rerr != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,179 @@
+// Package e2e runs the real binaries end to end on local nodes.
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/testenv"
+)
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const launchTask = `name: e2e
+num_nodes: 3
+workdir: ./code
+envs:
+  GREETING: hello world
+file_mounts:
+  ~/inputs/data.txt: ./data.txt
+setup: |
+  echo "setup on $SKYPILOT_SETUP_NODE_RANK of $SKYPILOT_NUM_NODES"
+  echo ran >> ~/setup_count
+run: |
+  echo "rank=$SKYPILOT_NODE_RANK nodes=$SKYPILOT_NUM_NODES gpus=$SKYPILOT_NUM_GPUS_PER_NODE greeting=$GREETING"
+  echo "ips=$(echo "$SKYPILOT_NODE_IPS" | tr '\n' ',')"
+  echo "task=$SKYPILOT_TASK_ID"
+  echo "code=$(cat code.txt) data=$(cat ~/inputs/data.txt) pwd=$(pwd)"
+`
+
+const failTask = `name: fail
+num_nodes: 3
+run: |
+  if [ "$SKYPILOT_NODE_RANK" = 1 ]; then sleep 0.5; exit 7; fi
+  sleep 60
+`
+
+const okTask = `name: ok
+num_nodes: 3
+workdir: ./code
+run: echo "second exec rank $SKYPILOT_NODE_RANK code=$(cat code.txt)"
+`
+
+// TestLocalClusterEndToEnd launches a 3-node local cluster with the real
+// binaries and checks what a user sees: per-rank variables, setup on every
+// node, a failing rank failing the job, exec skipping setup, and down
+// leaving no process and no directory.
+func TestLocalClusterEndToEnd(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("local nodes get their own 127.0.x.y address only on Linux")
+	}
+	cli := testenv.NewCLI(t)
+	write(t, filepath.Join(cli.Dir, "code", "code.txt"), "v1")
+	write(t, filepath.Join(cli.Dir, "code", "ignored.log"), "x")
+	write(t, filepath.Join(cli.Dir, "code", ".gitignore"), "*.log\n")
+	write(t, filepath.Join(cli.Dir, "data.txt"), "payload")
+	write(t, filepath.Join(cli.Dir, "task.yaml"), launchTask)
+	write(t, filepath.Join(cli.Dir, "fail.yaml"), failTask)
+	write(t, filepath.Join(cli.Dir, "ok.yaml"), okTask)
+
+	res := cli.Run("launch", "-y", "-c", "e2e", "task.yaml")
+	if res.Code != 0 {
+		t.Fatalf("launch exited %d, want 0", res.Code)
+	}
+	out := res.Stdout
+	for _, want := range []string{"(setup pid=", "(head, rank=0, pid=", "(worker1, rank=1, pid=", "(worker2, rank=2, pid=",
+		"rank=0 nodes=3 gpus=0 greeting=hello world", "rank=1 nodes=3", "rank=2 nodes=3",
+		"code=v1 data=payload", "Job 1 SUCCEEDED"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("launch output lacks %q", want)
+		}
+	}
+	ips := regexp.MustCompile(`rank=0, pid=\d+\) ips=([^\n]*)`).FindStringSubmatch(out)
+	if ips == nil {
+		t.Fatalf("no ips line from rank 0")
+	}
+	list := strings.Split(strings.TrimSuffix(ips[1], ","), ",")
+	if len(list) != 3 || list[0] == list[1] || list[1] == list[2] || list[0] == list[2] {
+		t.Errorf("SKYPILOT_NODE_IPS = %q, want 3 distinct addresses", list)
+	}
+	if !regexp.MustCompile(`task=sky-\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d-\d{6}_e2e_1`).MatchString(out) {
+		t.Errorf("SKYPILOT_TASK_ID not in SkyPilot's format")
+	}
+	if !regexp.MustCompile(`pwd=\S+/node-0/home/sky_workdir`).MatchString(out) {
+		t.Errorf("run did not start in ~/sky_workdir of its node")
+	}
+
+	clusterDir := filepath.Join(cli.Home, "local", "clusters", "e2e")
+	for i := 0; i < 3; i++ {
+		home := filepath.Join(clusterDir, "node-"+string(rune('0'+i)), "home")
+		if _, err := os.Stat(filepath.Join(home, "sky_workdir", "ignored.log")); err == nil {
+			t.Errorf("node %d got ignored.log despite .gitignore", i)
+		}
+		if got, _ := os.ReadFile(filepath.Join(home, "setup_count")); string(got) != "ran\n" {
+			t.Errorf("node %d: setup ran %q, want once", i, got)
+		}
+	}
+
+	// A failing rank fails the job; the others are killed and recorded 137.
+	res = cli.Run("exec", "e2e", "fail.yaml")
+	if res.Code == 0 {
+		t.Errorf("exec of a failing task exited 0")
+	}
+	if !strings.Contains(res.Stdout, "Job 2 FAILED") {
+		t.Errorf("exec output lacks the FAILED line")
+	}
+	if res.Took > 30*time.Second {
+		t.Errorf("failing job took %s: the other ranks were not stopped", res.Took)
+	}
+	// A second exec works and still skips setup.
+	write(t, filepath.Join(cli.Dir, "code", "code.txt"), "v2")
+	res = cli.Run("exec", "e2e", "ok.yaml")
+	if res.Code != 0 || !strings.Contains(res.Stdout, "second exec rank 2 code=v2") {
+		t.Errorf("second exec: exit %d, want 0 with the re-synced workdir", res.Code)
+	}
+
+	var jobs []api.Job
+	res = cli.Run("queue", "e2e", "-o", "json")
+	if err := json.Unmarshal([]byte(res.Stdout), &jobs); err != nil {
+		t.Fatalf("queue -o json: %v", err)
+	}
+	type row struct {
+		ID     int64
+		Status api.JobStatus
+		Codes  []int
+	}
+	var got []row
+	for _, j := range jobs {
+		got = append(got, row{j.ID, j.Status, j.ExitCodes})
+	}
+	want := []row{{3, api.JobSucceeded, []int{0, 0, 0}}, {2, api.JobFailed, []int{137, 7, 137}}, {1, api.JobSucceeded, []int{0, 0, 0}}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("queue (-want +got):\n%s", diff)
+	}
+	for i := 0; i < 3; i++ {
+		if got, _ := os.ReadFile(filepath.Join(clusterDir, "node-"+string(rune('0'+i)), "home", "setup_count")); string(got) != "ran\n" {
+			t.Errorf("node %d: setup ran %q after exec, want once", i, got)
+		}
+	}
+
+	var clusters []api.Cluster
+	res = cli.Run("status", "-o", "json")
+	if err := json.Unmarshal([]byte(res.Stdout), &clusters); err != nil {
+		t.Fatalf("status -o json: %v", err)
+	}
+	if len(clusters) != 1 || clusters[0].Status != api.ClusterUp || clusters[0].NumNodes != 3 || clusters[0].HeadIP != list[0] {
+		t.Errorf("status = %+v, want e2e UP with 3 nodes and head %s", clusters, list[0])
+	}
+
+	if pids := testenv.ProcessesWithEnvPrefix(api.MarkerEnv, clusterDir); len(pids) < 3 {
+		t.Errorf("before down: %d processes of the cluster, want at least its 3 agents", len(pids))
+	}
+	res = cli.Run("down", "-y", "e2e")
+	if res.Code != 0 {
+		t.Fatalf("down exited %d", res.Code)
+	}
+	if pids := testenv.ProcessesWithEnvPrefix(api.MarkerEnv, clusterDir); len(pids) != 0 {
+		t.Errorf("after down, processes %v of the cluster are still running", pids)
+	}
+	if _, err := os.Stat(clusterDir); !os.IsNotExist(err) {
+		t.Errorf("after down, %s still exists (%v)", clusterDir, err)
+	}
+}

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package local
+
+import "context"
+
+// killMarked cannot find processes by environment outside Linux; the
+// agent's own shutdown is all there is.
+func killMarked(context.Context, string) error { return nil }

@@ -1,0 +1,145 @@
+// Package testenv holds what tests need to run sky-coord for real: the
+// binaries built once per test process, a CLI runner with its own
+// SKY_COORD_HOME, and process inspection. Only tests import it.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// Binaries builds bin/sky-coord and bin/sky-agent once per test process
+// and returns the directory holding them.
+func Binaries(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		root, err := moduleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binDir, buildErr = os.MkdirTemp("", "sky-coord-test-bin-")
+		if buildErr != nil {
+			return
+		}
+		for _, name := range []string{"sky-coord", "sky-agent"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), "./cmd/"+name)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = &buildError{name: name, out: string(out), err: err}
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build binaries: %v", buildErr)
+	}
+	return binDir
+}
+
+type buildError struct {
+	name, out string
+	err       error
+}
+
+func (e *buildError) Error() string { return e.name + ": " + e.err.Error() + "\n" + e.out }
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(strings.TrimSpace(string(out))), nil
+}
+
+// CLI runs bin/sky-coord with its own SKY_COORD_HOME.
+type CLI struct {
+	t    testing.TB
+	Bin  string
+	Home string
+	Dir  string // working directory of commands
+}
+
+// NewCLI returns a CLI with a fresh home; its coordinator is stopped and
+// every cluster torn down at cleanup.
+func NewCLI(t testing.TB) *CLI {
+	t.Helper()
+	bin := Binaries(t)
+	c := &CLI{t: t, Bin: filepath.Join(bin, "sky-coord"), Home: t.TempDir(), Dir: t.TempDir()}
+	t.Cleanup(func() {
+		c.Run("down", "-a", "-y")
+		c.Run("server", "stop")
+	})
+	return c
+}
+
+// Result is one command's outcome.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+	Took           time.Duration
+}
+
+// Run runs the CLI with args and returns its output and exit code.
+func (c *CLI) Run(args ...string) Result {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.Bin, args...)
+	cmd.Dir = c.Dir
+	cmd.Env = append(os.Environ(), "SKY_COORD_HOME="+c.Home, "NO_COLOR=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	res := Result{Stdout: out.String(), Stderr: errb.String(), Took: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.Code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("run sky-coord %v: %v", args, err)
+	}
+	c.t.Logf("$ sky-coord %s  (exit %d, %s)\n%s%s", strings.Join(args, " "), res.Code, res.Took.Round(time.Millisecond), res.Stdout, res.Stderr)
+	return res
+}
+
+// ProcessesWithEnvPrefix lists pids whose environment has a variable
+// KEY=VALUE with VALUE starting with prefix (Linux only; nil elsewhere).
+func ProcessesWithEnvPrefix(key, prefix string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	want := []byte(key + "=" + prefix)
+	var pids []int
+	for _, e := range entries {
+		var pid int
+		if _, err := fmtSscan(e.Name(), &pid); err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if bytes.HasPrefix(kv, want) {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}
