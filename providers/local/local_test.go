@@ -1,0 +1,63 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/sky-coord/sky-coord/providers"
+)
+
+func TestLaunchIsIdempotentWithDistinctAddresses(t *testing.T) {
+	p := New(t.TempDir())
+	ctx := context.Background()
+	a, err := p.Launch(ctx, providers.LaunchRequest{Cluster: "c", NumNodes: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Launch(ctx, providers.LaunchRequest{Cluster: "c", NumNodes: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i := range a {
+		if a[i].IP != b[i].IP || a[i].ID != b[i].ID {
+			t.Errorf("node %d: second launch gave %+v, first %+v", i, b[i], a[i])
+		}
+		if seen[a[i].IP] {
+			t.Errorf("address %s given twice", a[i].IP)
+		}
+		seen[a[i].IP] = true
+	}
+	other, err := p.Launch(ctx, providers.LaunchRequest{Cluster: "d", NumNodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen[other[0].IP] {
+		t.Errorf("cluster d got address %s of cluster c", other[0].IP)
+	}
+	if err := p.Terminate(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := p.Describe(ctx, "c"); len(left) != 0 {
+		t.Errorf("after terminate: %d nodes left", len(left))
+	}
+	if _, err := os.Stat(p.clusterDir("c")); !os.IsNotExist(err) {
+		t.Errorf("cluster directory still exists: %v", err)
+	}
+	if err := p.Terminate(ctx, "c"); err != nil {
+		t.Errorf("second terminate: %v", err)
+	}
+}
+
+func TestAbsoluteFileMountRefused(t *testing.T) {
+	p := New(t.TempDir())
+	err := p.ValidateTask(providers.LaunchRequest{Cluster: "c", NumNodes: 2, FileMountDsts: []string{"~/ok", "rel", "/data"}})
+	if !errors.Is(err, providers.ErrInvalidRequest) {
+		t.Fatalf("err = %v, want ErrInvalidRequest", err)
+	}
+	if err := p.ValidateTask(providers.LaunchRequest{FileMountDsts: []string{"~/ok", "rel"}}); err != nil {
+		t.Errorf("home and relative destinations refused: %v", err)
+	}
+}
