@@ -260,9 +260,9 @@ func runServer(ctx context.Context, dataDir, bind, tokenFile, addrFile, localRoo
 	if err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", bind)
+	l, err := listen(bind, filepath.Join(dataDir, "last-addr"))
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", bind, err)
+		return err
 	}
 	if addrFile != "" {
 		data, _ := json.Marshal(serverInfo{Addr: l.Addr().String(), PID: os.Getpid()})
@@ -278,4 +278,25 @@ func runServer(ctx context.Context, dataDir, bind, tokenFile, addrFile, localRoo
 	defer stop()
 	logger.Info("coordinator serving", "addr", l.Addr().String(), "data_dir", dataDir)
 	return srv.Serve(ctx, l)
+}
+
+// listen binds the API. With port 0 it first tries the address the last
+// run used, so agents started then (which report to that address) keep
+// reaching the coordinator across restarts.
+func listen(bind, lastAddrFile string) (net.Listener, error) {
+	if strings.HasSuffix(bind, ":0") {
+		if last, err := os.ReadFile(lastAddrFile); err == nil {
+			if l, err := net.Listen("tcp", strings.TrimSpace(string(last))); err == nil {
+				return l, nil
+			}
+		}
+	}
+	l, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", bind, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(lastAddrFile), 0o700); err == nil {
+		_ = os.WriteFile(lastAddrFile, []byte(l.Addr().String()), 0o600)
+	}
+	return l, nil
 }
