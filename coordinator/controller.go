@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/sky-coord/sky-coord/coordinator/state"
 )
 
@@ -53,7 +55,7 @@ func (c *controller) run(ctx context.Context) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
-		if c.s.raft.State().String() == "Leader" {
+		if c.s.raft.State() == raft.Leader {
 			c.scan(ctx)
 		}
 		select {

@@ -147,6 +147,19 @@ func (s *Server) changes() <-chan struct{} {
 	return s.changed
 }
 
+// WaitLeader waits until this replica leads (a single replica elects
+// itself within a heartbeat timeout) or ctx ends.
+func (s *Server) WaitLeader(ctx context.Context) error {
+	for s.raft.State() != raft.Leader {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no Raft leader elected: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
 // ErrNotLeader means this replica cannot append to the log.
 var ErrNotLeader = errors.New("this coordinator replica is not the leader")
 
@@ -157,6 +170,15 @@ func (s *Server) apply(t fsm.MessageType, msg any) (fsm.Result, error) {
 		return fsm.Result{}, err
 	}
 	f := s.raft.Apply(data, 10*time.Second)
+	if errors.Is(f.Error(), raft.ErrNotLeader) {
+		// Leadership may be moments from (re)election: wait once.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		werr := s.WaitLeader(ctx)
+		cancel()
+		if werr == nil {
+			f = s.raft.Apply(data, 10*time.Second)
+		}
+	}
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) {
 			return fsm.Result{}, ErrNotLeader

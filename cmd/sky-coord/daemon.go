@@ -260,6 +260,12 @@ func runServer(ctx context.Context, dataDir, bind, tokenFile, addrFile, localRoo
 	if err != nil {
 		return err
 	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = srv.WaitLeader(wctx)
+	cancel()
+	if err != nil {
+		return err
+	}
 	l, err := listen(bind, filepath.Join(dataDir, "last-addr"))
 	if err != nil {
 		return err
