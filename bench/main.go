@@ -38,7 +38,7 @@ func (e *env) cmd(args ...string) *exec.Cmd {
 func (e *env) run(args ...string) {
 	out, err := e.cmd(args...).CombinedOutput()
 	if err != nil {
-		log.Fatalf("sky-coord %s: %v\n%s", strings.Join(args, " "), err, out)
+		die("sky-coord %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
 
@@ -46,13 +46,14 @@ func (e *env) run(args ...string) {
 // job output (a line with a rank prefix) appears on its stdout.
 func (e *env) firstOutput(args ...string) time.Duration {
 	c := e.cmd(args...)
+	c.Stderr = os.Stderr
 	out, err := c.StdoutPipe()
 	if err != nil {
-		log.Fatal(err)
+		die(err)
 	}
 	start := time.Now()
 	if err := c.Start(); err != nil {
-		log.Fatal(err)
+		die(err)
 	}
 	var took time.Duration
 	sc := bufio.NewScanner(out)
@@ -62,10 +63,10 @@ func (e *env) firstOutput(args ...string) time.Duration {
 		}
 	}
 	if err := c.Wait(); err != nil {
-		log.Fatalf("launch: %v", err)
+		die("launch: %v", err)
 	}
 	if took == 0 {
-		log.Fatal("launch printed no job output")
+		die("launch printed no job output")
 	}
 	return took
 }
@@ -96,11 +97,12 @@ func main() {
 	defer os.RemoveAll(home)
 	defer os.RemoveAll(dir)
 	e := &env{bin: absBin, home: home, dir: dir}
-	defer func() { _ = e.cmd("down", "-a", "-y").Run(); _ = e.cmd("server", "stop").Run() }()
+	cleanup = func() { _ = e.cmd("down", "-a", "-y").Run(); _ = e.cmd("server", "stop").Run() }
+	defer cleanup()
 
 	task := "num_nodes: 4\nrun: echo first output from rank $SKYPILOT_NODE_RANK\n"
 	if err := os.WriteFile(filepath.Join(dir, "task.yaml"), []byte(task), 0o644); err != nil {
-		log.Fatal(err)
+		die(err)
 	}
 
 	// Launch → first output, 4 nodes: the first one also starts the
@@ -128,13 +130,13 @@ func main() {
 		start := time.Now()
 		resp, err := c.Exec(ctx, "bench-exec", api.ExecRequest{Task: t, User: "bench"})
 		if err != nil {
-			log.Fatal(err)
+			die(err)
 		}
 		var j *api.Job
 		for {
 			j, err = c.Job(ctx, "bench-exec", resp.JobID)
 			if err != nil {
-				log.Fatal(err)
+				die(err)
 			}
 			if j.Status.Terminal() {
 				break
@@ -142,7 +144,7 @@ func main() {
 			time.Sleep(time.Millisecond)
 		}
 		if j.Status != api.JobSucceeded || j.StartedAt == nil {
-			log.Fatalf("exec job %d ended %s", j.ID, j.Status)
+			die("exec job %d ended %s", j.ID, j.Status)
 		}
 		lat = append(lat, j.StartedAt.Sub(start))
 	}
@@ -164,7 +166,7 @@ func main() {
 		for n := 0; n < 4; n++ {
 			cmd := exec.Command("bash", "-c", "true")
 			if err := cmd.Start(); err != nil {
-				log.Fatal(err)
+				die(err)
 			}
 			cmds = append(cmds, cmd)
 		}
@@ -191,7 +193,7 @@ func main() {
 	fmt.Fprintf(&b, "| `sky-coord exec -d` CLI wall time (%d runs) | %s | %s | | | |\n\n", len(cliLat), ms(percentile(cliLat, 0.5)), ms(percentile(cliLat, 0.99)))
 	fmt.Fprintf(&b, "Published anchors (not re-measured): SkyPilot 2–3 s per job after its PR #4264; dstack 10–15 s submitted → running.\n")
 	if err := os.WriteFile(*out, []byte(b.String()), 0o644); err != nil {
-		log.Fatal(err)
+		die(err)
 	}
 	fmt.Print(b.String())
 }
@@ -199,12 +201,25 @@ func main() {
 func connect(home string) *client.Client {
 	data, err := os.ReadFile(filepath.Join(home, "server.json"))
 	if err != nil {
-		log.Fatal(err)
+		die(err)
 	}
 	addr := strings.Split(strings.Split(string(data), `"addr":"`)[1], `"`)[0]
 	tok, err := os.ReadFile(filepath.Join(home, "token"))
 	if err != nil {
-		log.Fatal(err)
+		die(err)
 	}
 	return client.New(addr, strings.TrimSpace(string(tok)))
+}
+
+// cleanup tears down what the run started; die runs it before exiting.
+var cleanup = func() {}
+
+func die(format any, args ...any) {
+	msg := fmt.Sprint(format)
+	if f, ok := format.(string); ok && len(args) > 0 {
+		msg = fmt.Sprintf(f, args...)
+	}
+	log.Print(msg)
+	cleanup()
+	os.Exit(1)
 }

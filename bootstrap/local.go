@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // Local is a Transport to a node that is a directory on this machine.
@@ -62,6 +63,15 @@ func (l *Local) WriteFile(_ context.Context, p string, r io.Reader, mode fs.File
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return err
 	}
+	if f, ok := r.(*os.File); ok && mode&0o111 != 0 {
+		// A binary from this machine: a hard link writes nothing, so no
+		// forked child can hold it open for writing when it is exec'd.
+		tmpName := dst + ".link-tmp"
+		_ = os.Remove(tmpName)
+		if err := os.Link(f.Name(), tmpName); err == nil {
+			return os.Rename(tmpName, dst)
+		}
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(dst), ".tmp-"+filepath.Base(dst)+"-*")
 	if err != nil {
 		return err
@@ -95,7 +105,17 @@ func (l *Local) StartDetached(_ context.Context, argv, env []string, logPath str
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	// Another goroutine's fork may briefly hold a just-written binary open
+	// for writing (ETXTBSY): retry a few times.
+	for i := 0; ; i++ {
+		err = cmd.Start()
+		if err == nil || !errors.Is(err, syscall.ETXTBSY) || i == 20 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+		cmd = rebuild(cmd)
+	}
+	if err != nil {
 		return 0, err
 	}
 	go cmd.Wait() //nolint:errcheck // reaping only; the agent's fate is read from its health
@@ -109,3 +129,10 @@ func (l *Local) Signal(_ context.Context, pid int, sig int) error {
 
 // Close implements Transport.
 func (l *Local) Close() error { return nil }
+
+// rebuild copies an unstarted exec.Cmd (a Cmd cannot be started twice).
+func rebuild(c *exec.Cmd) *exec.Cmd {
+	n := exec.Command(c.Path, c.Args[1:]...)
+	n.Dir, n.Env, n.Stdout, n.Stderr, n.SysProcAttr = c.Dir, c.Env, c.Stdout, c.Stderr, c.SysProcAttr
+	return n
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -50,7 +51,7 @@ func (a *agentClient) do(ctx context.Context, method, addr, token, path string, 
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("agent %s: %s %s: %s: %s", addr, method, path, resp.Status, bytes.TrimSpace(msg))
+		return &statusError{code: resp.StatusCode, msg: fmt.Sprintf("agent %s: %s %s: %s: %s", addr, method, path, resp.Status, bytes.TrimSpace(msg))}
 	}
 	if out != nil {
 		return json.NewDecoder(resp.Body).Decode(out)
@@ -75,11 +76,26 @@ func (a *agentClient) submit(ctx context.Context, addr, token string, job *api.A
 	return a.do(ctx, http.MethodPost, addr, token, "/v1/jobs", job, nil)
 }
 
+// cancel tells the head to kill a job. A head that does not know the job
+// (it restarted) has killed what it could find: that counts as delivered.
 func (a *agentClient) cancel(ctx context.Context, addr, token string, id int64) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return a.do(ctx, http.MethodPost, addr, token, "/v1/jobs/"+strconv.FormatInt(id, 10)+"/cancel", nil, nil)
+	err := a.do(ctx, http.MethodPost, addr, token, "/v1/jobs/"+strconv.FormatInt(id, 10)+"/cancel", nil, nil)
+	var se *statusError
+	if errors.As(err, &se) && se.code == http.StatusNotFound {
+		return nil
+	}
+	return err
 }
+
+// statusError is a non-2xx answer from an agent.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
 
 // log opens a job's log stream on the head.
 func (a *agentClient) log(ctx context.Context, addr, token string, id int64, follow bool, tail int) (io.ReadCloser, error) {
