@@ -70,12 +70,12 @@ func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now().UTC()
 	c := api.Cluster{Name: req.Cluster, NumNodes: t.NumNodes, Cloud: cloud, Infra: cloud,
-		Resources: resourcesString(t.NumNodes, t.Resources), User: req.User, Requested: t.Resources}
+		Resources: clusterResources(t.NumNodes, t.Resources, cloud), User: req.User, Requested: t.Resources}
 	if req.Down {
 		c.DownAfterJob = -1 // the store fills in the job's ID
 	}
 	job := api.Job{Name: t.Name, User: req.User, NumNodes: t.NumNodes, RunSetup: !req.NoSetup,
-		Task: t, Blobs: req.Blobs, Resources: resourcesString(t.NumNodes, t.Resources), RunTimestamp: runTimestamp(now)}
+		Task: t, Blobs: req.Blobs, Resources: jobResources(t.NumNodes, t.Resources), RunTimestamp: runTimestamp(now)}
 	res, err := s.apply(fsm.ClusterLaunchType, fsm.ClusterLaunch{Cluster: c, Job: job, At: now})
 	if err != nil {
 		s.fail(w, err)
@@ -98,7 +98,7 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 	t := req.Task
 	now := time.Now().UTC()
 	job := api.Job{Name: t.Name, User: req.User, NumNodes: t.NumNodes, Task: t, Blobs: req.Blobs,
-		Resources: resourcesString(t.NumNodes, t.Resources), RunTimestamp: runTimestamp(now)}
+		Resources: jobResources(t.NumNodes, t.Resources), RunTimestamp: runTimestamp(now)}
 	res, err := s.apply(fsm.JobSubmitType, fsm.JobSubmit{Cluster: name, Job: job, At: now})
 	if err != nil {
 		s.fail(w, err)
@@ -107,9 +107,9 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.SubmitResponse{Cluster: name, JobID: res.JobID})
 }
 
-// resourcesString renders resources as SkyPilot's RESOURCES column:
-// "2x(gpus=V100:1, cpus=4+, mem=16+)".
-func resourcesString(n int, r spec.Resources) string {
+// clusterResources renders a cluster's RESOURCES column as SkyPilot does:
+// "3x(gpus=V100:1, cpus=4+, mem=16+, local)".
+func clusterResources(n int, r spec.Resources, cloud string) string {
 	var parts []string
 	if a := r.Accelerators; a != nil {
 		parts = append(parts, "gpus="+a.Name+":"+strconv.FormatFloat(a.Count, 'f', -1, 64))
@@ -120,10 +120,17 @@ func resourcesString(n int, r spec.Resources) string {
 	if r.Memory != "" {
 		parts = append(parts, "mem="+r.Memory)
 	}
-	if len(parts) == 0 {
-		parts = append(parts, "cpus=-")
-	}
+	parts = append(parts, cloud)
 	return fmt.Sprintf("%dx(%s)", n, strings.Join(parts, ", "))
+}
+
+// jobResources renders a job's RESOURCES column as SkyPilot's queue:
+// "2x[V100:1]", or "3x[CPU:0.5]" for a job without accelerators.
+func jobResources(n int, r spec.Resources) string {
+	if a := r.Accelerators; a != nil {
+		return fmt.Sprintf("%dx[%s:%s]", n, a.Name, strconv.FormatFloat(a.Count, 'f', -1, 64))
+	}
+	return fmt.Sprintf("%dx[CPU:%s]", n, strconv.FormatFloat(cpuDemand, 'f', -1, 64))
 }
 
 // handleLog streams a job's log from the head. It waits for the job to be

@@ -177,3 +177,28 @@ func TestLocalClusterEndToEnd(t *testing.T) {
 		t.Errorf("after down, %s still exists (%v)", clusterDir, err)
 	}
 }
+
+// TestAbsoluteFileMountRefusedBeforeProvisioning: local nodes share one
+// filesystem, so /data would collide; the launch must say so and create
+// nothing.
+func TestAbsoluteFileMountRefusedBeforeProvisioning(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("local nodes get their own 127.0.x.y address only on Linux")
+	}
+	cli := testenv.NewCLI(t)
+	write(t, filepath.Join(cli.Dir, "data.txt"), "x")
+	write(t, filepath.Join(cli.Dir, "task.yaml"), "num_nodes: 2\nfile_mounts:\n  /data/in.txt: ./data.txt\nrun: cat /data/in.txt\n")
+	res := cli.Run("launch", "-y", "-c", "abs", "task.yaml")
+	if res.Code == 0 {
+		t.Fatalf("launch with an absolute file_mounts destination exited 0")
+	}
+	if !strings.Contains(res.Stderr, `"/data/in.txt"`) || !strings.Contains(res.Stderr, "~/data/in.txt") {
+		t.Errorf("error does not name the destination and the fix:\n%s", res.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(cli.Home, "local", "clusters", "abs")); !os.IsNotExist(err) {
+		t.Errorf("a cluster directory was created: %v", err)
+	}
+	if res := cli.Run("status", "-o", "json"); strings.TrimSpace(res.Stdout) != "[]" {
+		t.Errorf("status after the refused launch = %s, want []", res.Stdout)
+	}
+}

@@ -226,7 +226,8 @@ func jobResult(j *api.Job) error {
 		mark = red("✗")
 	}
 	fmt.Printf("%s Job %d %s.", mark, j.ID, colorStatus(j.Status))
-	if j.Message != "" && j.Status != api.JobSucceeded {
+	if j.Message != "" && !j.Dispatched {
+		// A job that never reached the head has no log to explain it.
 		fmt.Printf(" %s", j.Message)
 	}
 	fmt.Println()
