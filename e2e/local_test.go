@@ -154,6 +154,21 @@ func TestLocalClusterEndToEnd(t *testing.T) {
 		}
 	}
 
+	// Cancel stops a running job's processes on every node.
+	write(t, filepath.Join(cli.Dir, "long.yaml"), "num_nodes: 3\nrun: echo started; sleep 300\n")
+	if res = cli.Run("exec", "-d", "e2e", "long.yaml"); res.Code != 0 {
+		t.Fatalf("exec -d exited %d", res.Code)
+	}
+	testenv.Eventually(t, 20*time.Second, "job 4 running on every node", func() bool {
+		return len(testenv.ProcessesWithEnvPrefix("SKY_COORD_JOB", clusterDir)) >= 3
+	})
+	if res = cli.Run("cancel", "e2e", "4"); res.Code != 0 || !strings.Contains(res.Stdout, "Cancelled job(s): 4") {
+		t.Fatalf("cancel: exit %d", res.Code)
+	}
+	testenv.Eventually(t, 20*time.Second, "job 4's processes gone", func() bool {
+		return len(testenv.ProcessesWithEnvPrefix("SKY_COORD_JOB", clusterDir)) == 0
+	})
+
 	var clusters []api.Cluster
 	res = cli.Run("status", "-o", "json")
 	if err := json.Unmarshal([]byte(res.Stdout), &clusters); err != nil {
