@@ -64,81 +64,45 @@ func (f *FSM) apply(t MessageType, body []byte) Result {
 	s := f.store
 	switch t &^ IgnoreUnknownFlag {
 	case ClusterLaunchType:
-		var m ClusterLaunch
-		if err := decode(body, &m); err != nil {
-			return Result{Err: err}
-		}
-		id, err := s.Launch(m.Cluster, m.Job, m.At)
-		return Result{JobID: id, Err: err}
+		return as(body, func(m ClusterLaunch) Result {
+			id, err := s.Launch(m.Cluster, m.Job, m.At)
+			return Result{JobID: id, Err: err}
+		})
 	case JobSubmitType:
-		var m JobSubmit
-		if err := decode(body, &m); err != nil {
-			return Result{Err: err}
-		}
-		id, err := s.SubmitJob(m.Cluster, m.Job, m.At)
-		return Result{JobID: id, Err: err}
+		return as(body, func(m JobSubmit) Result {
+			id, err := s.SubmitJob(m.Cluster, m.Job, m.At)
+			return Result{JobID: id, Err: err}
+		})
 	case NodesRecordedType:
-		var m NodesRecorded
-		if err := decode(body, &m); err != nil {
-			return Result{Err: err}
-		}
-		return Result{Err: s.RecordNodes(m.Cluster, m.Nodes, m.Cloud, m.Region, m.Zone, m.At)}
+		return as(body, func(m NodesRecorded) Result {
+			return Result{Err: s.RecordNodes(m.Cluster, m.Nodes, m.Cloud, m.Region, m.Zone, m.At)}
+		})
 	case ClusterStatusType:
-		var m ClusterStatusSet
-		if err := decode(body, &m); err != nil {
-			return Result{Err: err}
-		}
-		return Result{Err: s.SetClusterStatus(m.Cluster, m.Status, m.At)}
+		return as(body, func(m ClusterStatusSet) Result { return Result{Err: s.SetClusterStatus(m.Cluster, m.Status, m.At)} })
 	case LaunchFailedType:
-		var m LaunchFailed
-		if err := decode(body, &m); err != nil {
-			return Result{Err: err}
-		}
-		return Result{Err: s.LaunchFailed(m.Cluster, m.Reason, m.At)}
+		return as(body, func(m LaunchFailed) Result { return Result{Err: s.LaunchFailed(m.Cluster, m.Reason, m.At)} })
 	case ClusterDesiredType:
-		var m ClusterDesired
-		if err := decode(body, &m); err != nil {
-			return Result{Err: err}
-		}
-		return Result{Err: s.SetDesired(m.Cluster, m.Desired, m.At)}
+		return as(body, func(m ClusterDesired) Result { return Result{Err: s.SetDesired(m.Cluster, m.Desired, m.At)} })
 	case ClusterRemovedType:
-		var m ClusterRemoved
-		if err := decode(body, &m); err != nil {
-			return Result{Err: err}
-		}
-		return Result{Err: s.RemoveCluster(m.Cluster)}
+		return as(body, func(m ClusterRemoved) Result { return Result{Err: s.RemoveCluster(m.Cluster)} })
 	case JobTransitionType:
-		var m JobTransition
-		if err := decode(body, &m); err != nil {
-			return Result{Err: err}
-		}
-		return Result{Err: s.TransitionJob(m.Cluster, m.JobID, m.Status, m.ExitCodes, m.Message, m.At)}
+		return as(body, func(m JobTransition) Result {
+			return Result{Err: s.TransitionJob(m.Cluster, m.JobID, m.Status, m.ExitCodes, m.Message, m.At)}
+		})
 	case JobDispatchedType:
-		var m JobDispatched
-		if err := decode(body, &m); err != nil {
-			return Result{Err: err}
-		}
-		return Result{Err: s.MarkDispatched(m.Cluster, m.JobID)}
+		return as(body, func(m JobDispatched) Result { return Result{Err: s.MarkDispatched(m.Cluster, m.JobID)} })
 	case JobCancelType:
-		var m JobCancel
-		if err := decode(body, &m); err != nil {
-			return Result{Err: err}
-		}
-		ids, err := s.CancelJobs(m.Cluster, m.JobIDs, m.All, m.At)
-		return Result{Cancelled: ids, Err: err}
+		return as(body, func(m JobCancel) Result {
+			ids, err := s.CancelJobs(m.Cluster, m.JobIDs, m.All, m.At)
+			return Result{Cancelled: ids, Err: err}
+		})
 	case CancelDeliveredType:
-		var m CancelDelivered
-		if err := decode(body, &m); err != nil {
-			return Result{Err: err}
-		}
-		return Result{Err: s.CancelDelivered(m.Cluster, m.JobID)}
+		return as(body, func(m CancelDelivered) Result { return Result{Err: s.CancelDelivered(m.Cluster, m.JobID)} })
 	case ClusterEventType:
-		var m ClusterEvent
-		if err := decode(body, &m); err != nil {
-			return Result{Err: err}
-		}
-		s.AddEvent(m.Cluster, m.Message, m.At)
-		return Result{}
+		return as(body, func(m ClusterEvent) Result {
+			s.AddEvent(m.Cluster, m.Message, m.At)
+			return Result{}
+		})
 	}
 	if t&IgnoreUnknownFlag != 0 {
 		return Result{}
@@ -148,11 +112,13 @@ func (f *FSM) apply(t MessageType, body []byte) Result {
 	panic(fmt.Sprintf("fsm: unknown log entry type %d; upgrade this replica", t))
 }
 
-func decode(body []byte, v any) error {
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("decode log entry: %w", err)
+// as decodes a log entry's body into M and hands it to fn.
+func as[M any](body []byte, fn func(M) Result) Result {
+	var m M
+	if err := json.Unmarshal(body, &m); err != nil {
+		return Result{Err: fmt.Errorf("decode log entry: %w", err)}
 	}
-	return nil
+	return fn(m)
 }
 
 // Snapshot captures the whole store. It marshals under the read lock, so

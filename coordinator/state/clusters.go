@@ -155,9 +155,13 @@ func (s *Store) SetDesired(cluster string, d api.Desired, at time.Time) error {
 	c.Desired = d
 	c.Error = ""
 	if d == api.DesiredStopped || d == api.DesiredDown {
+		reason := "cluster stopped"
+		if d == api.DesiredDown {
+			reason = "cluster torn down"
+		}
 		for _, j := range s.Jobs[cluster] {
 			if !j.Status.Terminal() {
-				s.endJob(j, api.JobCancelled, nil, fmt.Sprintf("cluster %s", map[api.Desired]string{api.DesiredStopped: "stopped", api.DesiredDown: "torn down"}[d]), at)
+				s.endJob(j, api.JobCancelled, nil, reason, at)
 			}
 		}
 	}
