@@ -82,7 +82,7 @@ func (f *taskFlags) options() (spec.Options, error) {
 
 // loadTasks parses a task file with the flags' overrides. Errors come back
 // one per line, FILE:LINE:COLUMN first, as an exit-2 error.
-func loadTasks(path string, f *taskFlags) (*spec.File, error) {
+func loadTasks(path string, f *taskFlags, allowUnset bool) (*spec.File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &exitError{code: 2, msg: fmt.Sprintf("read task file: %v", err)}
@@ -91,16 +91,20 @@ func loadTasks(path string, f *taskFlags) (*spec.File, error) {
 	if err != nil {
 		return nil, &exitError{code: 2, msg: err.Error()}
 	}
+	opts.AllowUnset = allowUnset
 	file, err := spec.Parse(path, data, opts)
 	if err != nil {
 		return nil, &exitError{code: 2, msg: err.Error()}
+	}
+	for _, w := range file.Warnings {
+		fmt.Fprintf(os.Stderr, "%s (warning)\n", w)
 	}
 	return file, nil
 }
 
 // loadTask is loadTasks for commands that run one task.
 func loadTask(path string, f *taskFlags) (*spec.Task, error) {
-	file, err := loadTasks(path, f)
+	file, err := loadTasks(path, f, false)
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,9 @@ func validateCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			failed := 0
 			for _, path := range args {
-				file, err := loadTasks(path, &tf)
+				// Values left to fill in (null envs, placeholders) are
+				// warnings here; launch and exec refuse them.
+				file, err := loadTasks(path, &tf, true)
 				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					failed++
@@ -31,7 +33,11 @@ func validateCmd() *cobra.Command {
 					os.Stdout.Write(data)
 					continue
 				}
-				fmt.Printf("%s: valid (%d task(s))\n", path, len(file.Tasks))
+				summary := fmt.Sprintf("%s: valid (%d task(s))", path, len(file.Tasks))
+				if n := len(file.Warnings); n > 0 {
+					summary += fmt.Sprintf(", %d warning(s)", n)
+				}
+				fmt.Println(summary)
 			}
 			if failed > 0 {
 				return &exitError{code: 2, msg: fmt.Sprintf("%d of %d file(s) invalid", failed, len(args))}
