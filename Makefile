@@ -39,7 +39,7 @@ unit:
 
 fuzz:
 	@if grep -q 'func FuzzParse' spec/*_test.go 2>/dev/null; then \
-	  $(GO) test ./spec -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME); \
+	  $(GO) test ./spec -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 0s; \
 	fi
 
 test: test-deps build lint unit fuzz
