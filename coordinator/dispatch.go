@@ -52,7 +52,12 @@ func (s *Server) dispatch(ctx context.Context, c *api.Cluster, jobs []*api.Job) 
 		if !fits(c.Nodes, used, j) {
 			return
 		}
-		if err := s.agents.submit(ctx, head.AgentAddr, token, s.agentJob(c, j)); err != nil {
+		aj, err := s.agentJob(c, j)
+		if err != nil {
+			s.failJob(c.Name, j.ID, err)
+			continue
+		}
+		if err := s.agents.submit(ctx, head.AgentAddr, token, aj); err != nil {
 			s.event(c.Name, fmt.Sprintf("Could not hand job %d to the head node (will retry): %v", j.ID, err))
 			return
 		}
@@ -104,9 +109,20 @@ func gpusPerNode(t *spec.Task) int {
 	return int(math.Ceil(t.Resources.Accelerators.Count))
 }
 
+// failJob ends a job the coordinator cannot hand to the head.
+func (s *Server) failJob(cluster string, id int64, err error) {
+	if _, aerr := s.apply(fsm.JobTransitionType, fsm.JobTransition{Cluster: cluster, JobID: id,
+		Status: api.JobFailedDriver, Message: err.Error(), At: time.Now().UTC()}); aerr != nil {
+		s.log.Warn("record job failure", "cluster", cluster, "job", id, "err", aerr)
+	}
+}
+
 // agentJob turns a recorded job into what the head runs.
-func (s *Server) agentJob(c *api.Cluster, j *api.Job) *api.AgentJob {
-	t := j.Task
+func (s *Server) agentJob(c *api.Cluster, j *api.Job) (*api.AgentJob, error) {
+	t, err := s.openSecrets(j.Task)
+	if err != nil {
+		return nil, err
+	}
 	if t == nil {
 		t = &spec.Task{}
 	}
@@ -133,7 +149,7 @@ func (s *Server) agentJob(c *api.Cluster, j *api.Job) *api.AgentJob {
 		}
 		sort.Strings(aj.SecretNames)
 	}
-	return aj
+	return aj, nil
 }
 
 // clusterInfo is SKYPILOT_CLUSTER_INFO, formatted as Python's json.dumps

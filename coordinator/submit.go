@@ -68,6 +68,11 @@ func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	sealed, err := s.sealSecrets(t)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
 	now := time.Now().UTC()
 	c := api.Cluster{Name: req.Cluster, NumNodes: t.NumNodes, Cloud: cloud, Infra: cloud,
 		Resources: clusterResources(t.NumNodes, t.Resources, cloud), User: req.User, Requested: t.Resources}
@@ -75,7 +80,7 @@ func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 		c.DownAfterJob = -1 // the store fills in the job's ID
 	}
 	job := api.Job{Name: t.Name, User: req.User, NumNodes: t.NumNodes, RunSetup: !req.NoSetup,
-		Task: t, Blobs: req.Blobs, Resources: jobResources(t.NumNodes, t.Resources), RunTimestamp: runTimestamp(now)}
+		Task: sealed, Blobs: req.Blobs, Resources: jobResources(t.NumNodes, t.Resources), RunTimestamp: runTimestamp(now)}
 	res, err := s.apply(fsm.ClusterLaunchType, fsm.ClusterLaunch{Cluster: c, Job: job, At: now})
 	if err != nil {
 		s.fail(w, err)
@@ -96,8 +101,13 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := req.Task
+	sealed, err := s.sealSecrets(t)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
 	now := time.Now().UTC()
-	job := api.Job{Name: t.Name, User: req.User, NumNodes: t.NumNodes, Task: t, Blobs: req.Blobs,
+	job := api.Job{Name: t.Name, User: req.User, NumNodes: t.NumNodes, Task: sealed, Blobs: req.Blobs,
 		Resources: jobResources(t.NumNodes, t.Resources), RunTimestamp: runTimestamp(now)}
 	res, err := s.apply(fsm.JobSubmitType, fsm.JobSubmit{Cluster: name, Job: job, At: now})
 	if err != nil {

@@ -2,6 +2,8 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -42,6 +44,7 @@ run: |
   echo "ips=$(echo "$SKYPILOT_NODE_IPS" | tr '\n' ',')"
   echo "task=$SKYPILOT_TASK_ID"
   echo "code=$(cat code.txt) data=$(cat ~/inputs/data.txt) pwd=$(pwd)"
+  echo "secret-sha=$(printf %s "$API_KEY" | sha256sum | cut -c1-16) on $SKYPILOT_NODE_RANK"
 `
 
 const failTask = `name: fail
@@ -74,14 +77,16 @@ func TestLocalClusterEndToEnd(t *testing.T) {
 	write(t, filepath.Join(cli.Dir, "fail.yaml"), failTask)
 	write(t, filepath.Join(cli.Dir, "ok.yaml"), okTask)
 
-	res := cli.Run("launch", "-y", "-c", "e2e", "task.yaml")
+	res := cli.Run("launch", "-y", "-c", "e2e", "--secret", "API_KEY=s3cr3t-value-42", "task.yaml")
 	if res.Code != 0 {
 		t.Fatalf("launch exited %d, want 0", res.Code)
 	}
 	out := res.Stdout
+	sum := sha256.Sum256([]byte("s3cr3t-value-42"))
+	secretSHA := hex.EncodeToString(sum[:])
 	for _, want := range []string{"(setup pid=", "(head, rank=0, pid=", "(worker1, rank=1, pid=", "(worker2, rank=2, pid=",
 		"rank=0 nodes=3 gpus=0 greeting=hello world", "rank=1 nodes=3", "rank=2 nodes=3",
-		"code=v1 data=payload", "Job 1 SUCCEEDED"} {
+		"code=v1 data=payload", "secret-sha=" + secretSHA[:16] + " on 2", "Job 1 SUCCEEDED"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("launch output lacks %q", want)
 		}
@@ -100,6 +105,18 @@ func TestLocalClusterEndToEnd(t *testing.T) {
 	if !regexp.MustCompile(`pwd=\S+/node-0/home/sky_workdir`).MatchString(out) {
 		t.Errorf("run did not start in ~/sky_workdir of its node")
 	}
+
+	// The secret reached the job but sits nowhere in plain text: not in the
+	// coordinator's log, snapshots or its own log, not in the agents' logs.
+	_ = filepath.Walk(cli.Home, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() || strings.Contains(path, "sky_logs") || info.Size() > 64<<20 {
+			return nil
+		}
+		if data, _ := os.ReadFile(path); strings.Contains(string(data), "s3cr3t-value-42") {
+			t.Errorf("%s holds the secret in plain text", path)
+		}
+		return nil
+	})
 
 	clusterDir := filepath.Join(cli.Home, "local", "clusters", "e2e")
 	for i := 0; i < 3; i++ {

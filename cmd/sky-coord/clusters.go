@@ -152,6 +152,9 @@ func logsCmd() *cobra.Command {
 				return streamLog(ctx, c, args[0], id, false, tail)
 			}
 			if err := streamLog(ctx, c, args[0], id, true, tail); err != nil {
+				if ctx.Err() != nil {
+					return detached(args[0], id)
+				}
 				return err
 			}
 			j, err := c.Job(ctx, args[0], id)

@@ -202,6 +202,9 @@ func waitUp(ctx context.Context, c *client.Client, cluster string, after uint64,
 // code as an error (nil for SUCCEEDED).
 func followJob(ctx context.Context, c *client.Client, cluster string, id int64) error {
 	if err := streamLog(ctx, c, cluster, id, true, 0); err != nil {
+		if ctx.Err() != nil {
+			return detached(cluster, id)
+		}
 		return err
 	}
 	var j *api.Job
@@ -217,6 +220,12 @@ func followJob(ctx context.Context, c *client.Client, cluster string, id int64) 
 		time.Sleep(10 * time.Millisecond)
 	}
 	return jobResult(j)
+}
+
+// detached is what Ctrl-C during log streaming returns: the job goes on.
+func detached(cluster string, id int64) error {
+	return &exitError{code: 130, msg: fmt.Sprintf("\nStopped streaming; job %d keeps running. Resume with `sky-coord logs %s %d`, stop it with `sky-coord cancel %s %d`.",
+		id, cluster, id, cluster, id)}
 }
 
 func jobResult(j *api.Job) error {

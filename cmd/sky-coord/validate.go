@@ -30,7 +30,13 @@ func validateCmd() *cobra.Command {
 					if err != nil {
 						return err
 					}
+					if len(args) > 1 {
+						fmt.Printf("# %s\n", path)
+					}
 					os.Stdout.Write(data)
+					if len(args) > 1 {
+						fmt.Println("---")
+					}
 					continue
 				}
 				summary := fmt.Sprintf("%s: valid (%d task(s))", path, len(file.Tasks))
