@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -20,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sky-coord/sky-coord/api"
 	"github.com/sky-coord/sky-coord/bootstrap"
 	"github.com/sky-coord/sky-coord/providers"
 )
@@ -108,7 +106,7 @@ func (p *Provider) Launch(ctx context.Context, req providers.LaunchRequest) ([]p
 			return nil, err
 		}
 		if rec == nil {
-			ip, err := allocIP(used)
+			ip, err := allocIP(used, p.NodeHome(req.Cluster, i))
 			if err != nil {
 				return nil, fmt.Errorf("launch node %d of cluster %q: %w", i, req.Cluster, err)
 			}
@@ -196,6 +194,7 @@ func (p *Provider) Terminate(ctx context.Context, cluster string) error {
 		if err := killMarked(ctx, p.Marker(cluster, r.Index)); err != nil {
 			return fmt.Errorf("terminate node %d of cluster %q: %w", r.Index, cluster, err)
 		}
+		release(r.IP, p.NodeHome(cluster, r.Index))
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -304,30 +303,6 @@ func (p *Provider) lockAddrs() (func(), error) {
 		return nil, fmt.Errorf("lock local address registry: %w", err)
 	}
 	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-}
-
-// allocIP returns a loopback address no local node uses and nothing on
-// this machine listens on at the agent port. Outside Linux, where only
-// 127.0.0.1 is routed to loopback, every node shares it.
-func allocIP(used map[string]bool) (string, error) {
-	if runtime.GOOS != "linux" {
-		return "127.0.0.1", nil
-	}
-	for a := 1; a < 255; a++ {
-		for b := 1; b < 255; b++ {
-			ip := fmt.Sprintf("127.0.%d.%d", a, b)
-			if used[ip] {
-				continue
-			}
-			l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(api.AgentPort)))
-			if err != nil {
-				continue
-			}
-			l.Close()
-			return ip, nil
-		}
-	}
-	return "", fmt.Errorf("no free loopback address left in 127.0.1.1-127.0.254.254: %w", providers.ErrNoCapacity)
 }
 
 // killWait is how long killMarked waits after SIGTERM before SIGKILL.

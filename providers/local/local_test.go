@@ -61,3 +61,26 @@ func TestAbsoluteFileMountRefused(t *testing.T) {
 		t.Errorf("home and relative destinations refused: %v", err)
 	}
 }
+
+// TestTwoHomesNeverShareAnAddress: providers of two SKY_COORD_HOMEs on one
+// machine hand out distinct addresses even before any agent listens.
+func TestTwoHomesNeverShareAnAddress(t *testing.T) {
+	a, b := New(t.TempDir()), New(t.TempDir())
+	ctx := context.Background()
+	na, err := a.Launch(ctx, providers.LaunchRequest{Cluster: "c", NumNodes: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb, err := b.Launch(ctx, providers.LaunchRequest{Cluster: "c", NumNodes: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Terminate(ctx, "c"); _ = b.Terminate(ctx, "c") })
+	seen := map[string]bool{}
+	for _, in := range append(na, nb...) {
+		if seen[in.IP] {
+			t.Errorf("address %s handed out twice", in.IP)
+		}
+		seen[in.IP] = true
+	}
+}
