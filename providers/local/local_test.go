@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sky-coord/sky-coord/providers"
+	"github.com/sky-coord/sky-coord/providers/providertest"
 )
 
 func TestLaunchIsIdempotentWithDistinctAddresses(t *testing.T) {
@@ -83,4 +84,8 @@ func TestTwoHomesNeverShareAnAddress(t *testing.T) {
 		}
 		seen[in.IP] = true
 	}
+}
+
+func TestContract(t *testing.T) {
+	providertest.Run(t, New(t.TempDir()))
 }
