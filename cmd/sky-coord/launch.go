@@ -88,7 +88,7 @@ func launchCmd() *cobra.Command {
 				return err
 			}
 			if detach {
-				fmt.Printf("Job submitted, ID: %d\n", resp.JobID)
+				printSubmitted(cluster, resp.JobID)
 				return nil
 			}
 			return followJob(ctx, c, cluster, resp.JobID)
@@ -132,7 +132,7 @@ func execCmd() *cobra.Command {
 				return err
 			}
 			if detach {
-				fmt.Printf("Job submitted, ID: %d\n", resp.JobID)
+				printSubmitted(cluster, resp.JobID)
 				return nil
 			}
 			fmt.Printf("%s Job %d submitted to cluster %s.\n", dim("⚙︎"), resp.JobID, bold(cluster))
@@ -143,6 +143,14 @@ func execCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&detach, "detach-run", "d", false, "return once the job is submitted")
 	cmd.Flags().IntVar(&tf.numNodes, "num-nodes", 0, "override the task's num_nodes")
 	return cmd
+}
+
+// printSubmitted tells a detached user where the job is and how to reach it.
+func printSubmitted(cluster string, id int64) {
+	fmt.Printf("Job submitted, ID: %d\n", id)
+	fmt.Printf("%s To stream its logs:  sky-coord logs %s %d\n", dim("├──"), cluster, id)
+	fmt.Printf("%s To see the queue:    sky-coord queue %s\n", dim("├──"), cluster)
+	fmt.Printf("%s To cancel it:        sky-coord cancel %s %d\n", dim("└──"), cluster, id)
 }
 
 func generatedName() string {
