@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -150,6 +151,12 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           a.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	// Job processes left by an earlier agent process of this node (one
+	// that was SIGKILLed) lost their driver: stop them before serving.
+	if left := findProcsWithEnv(api.MarkerEnv + "=" + a.cfg.Marker); len(slices.DeleteFunc(left, func(pid int) bool { return slices.Contains(selfAndAncestors(), pid) })) > 0 {
+		a.log.Warn("stopping job processes left by an earlier agent", "pids", left)
+		a.killMatching(nil, api.MarkerEnv+"="+a.cfg.Marker)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

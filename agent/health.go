@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,7 +27,20 @@ func (a *Agent) handleHealth(w http.ResponseWriter, r *http.Request) {
 		PID:        os.Getpid(),
 		CPUs:       cpus,
 		GPUs:       a.gpus(),
+		Jobs:       a.jobIDs(),
 	})
+}
+
+// jobIDs lists the jobs this agent process was handed, in ID order.
+func (a *Agent) jobIDs() []int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ids := make([]int64, 0, len(a.jobs))
+	for id := range a.jobs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // detectGPUs is cfg.GPUs when set, else the number of GPUs nvidia-smi

@@ -48,6 +48,10 @@ type AgentHealth struct {
 	PID        int    `json:"pid"`
 	CPUs       int    `json:"cpus"`
 	GPUs       int    `json:"gpus"`
+	// Jobs are the IDs of every job this agent was handed since it
+	// started (running or ended): a dispatched job missing here was lost
+	// with a previous agent process.
+	Jobs []int64 `json:"jobs,omitempty"`
 }
 
 // AgentNode is one node of a cluster as the head sees it.

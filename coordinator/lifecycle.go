@@ -45,6 +45,7 @@ func (s *Server) reconcile(ctx context.Context, name string) {
 	case c.Desired == api.DesiredUp && c.Status == api.ClusterStopped:
 		s.bringUp(ctx, c, p, true)
 	case c.Desired == api.DesiredUp && c.Status == api.ClusterUp:
+		s.watch(ctx, c, p, jobs)
 		s.dispatch(ctx, c, jobs)
 	}
 }
@@ -208,4 +209,5 @@ func (s *Server) teardown(ctx context.Context, c *api.Cluster, p providers.Provi
 	if _, err := s.apply(fsm.ClusterRemovedType, fsm.ClusterRemoved{Cluster: c.Name}); err != nil {
 		s.log.Warn("record cluster removed", "cluster", c.Name, "err", err)
 	}
+	s.watcher.forget(c.Name)
 }

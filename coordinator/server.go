@@ -61,6 +61,7 @@ type Server struct {
 	changed   chan struct{} // closed and replaced after every applied entry
 
 	ctrl     *controller
+	watcher  *watcher
 	stopOnce sync.Once
 	stopped  chan struct{}
 }
@@ -84,6 +85,7 @@ func New(cfg Config) (*Server, error) {
 		changed: make(chan struct{}),
 		stopped: make(chan struct{}),
 		agents:  newAgentClient(),
+		watcher: newWatcher(),
 	}
 	s.blobs, err = newBlobStore(filepath.Join(cfg.DataDir, "blobs"))
 	if err != nil {

@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -233,4 +235,53 @@ func TestAbsoluteFileMountRefusedBeforeProvisioning(t *testing.T) {
 	if res := cli.Run("status", "-o", "json"); strings.TrimSpace(res.Stdout) != "[]" {
 		t.Errorf("status after the refused launch = %s, want []", res.Stdout)
 	}
+}
+
+// TestLostHeadAgentFailsItsJobAndIsRestarted: when the head's agent dies
+// mid-job, the job ends FAILED_DRIVER (its driver is gone), the agent is
+// brought back, its orphaned processes are stopped, and the next job runs.
+func TestLostHeadAgentFailsItsJobAndIsRestarted(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("local nodes get their own 127.0.x.y address only on Linux")
+	}
+	cli := testenv.NewCLI(t)
+	write(t, filepath.Join(cli.Dir, "long.yaml"), "num_nodes: 2\nrun: echo started; sleep 300\n")
+	write(t, filepath.Join(cli.Dir, "ok.yaml"), "num_nodes: 2\nrun: echo fine on $SKYPILOT_NODE_RANK\n")
+	if res := cli.Run("launch", "-y", "-d", "-c", "heal", "long.yaml"); res.Code != 0 {
+		t.Fatalf("launch exited %d", res.Code)
+	}
+	clusterDir := filepath.Join(cli.Home, "local", "clusters", "heal")
+	head := filepath.Join(clusterDir, "node-0", "home")
+	testenv.Eventually(t, 20*time.Second, "the job running on both nodes", func() bool {
+		return len(testenv.ProcessesWithEnvPrefix("SKY_COORD_JOB", clusterDir)) >= 2
+	})
+	agentPID := 0
+	for _, pid := range testenv.ProcessesWithEnvPrefix(api.MarkerEnv, head) {
+		if cmd, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline")); strings.Contains(string(cmd), "--rank\x000") {
+			agentPID = pid
+		}
+	}
+	if agentPID == 0 {
+		t.Fatal("head agent process not found")
+	}
+	if err := syscall.Kill(agentPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "job 1 FAILED_DRIVER", func() bool {
+		var jobs []api.Job
+		res := cli.Run("queue", "heal", "-o", "json")
+		return json.Unmarshal([]byte(res.Stdout), &jobs) == nil && len(jobs) == 1 && jobs[0].Status == api.JobFailedDriver
+	})
+	res := cli.Run("exec", "heal", "ok.yaml")
+	if res.Code != 0 || !strings.Contains(res.Stdout, "fine on 0") {
+		t.Fatalf("exec after the head agent came back: exit %d", res.Code)
+	}
+	testenv.Eventually(t, 10*time.Second, "the orphaned job processes stopped", func() bool {
+		for _, pid := range testenv.ProcessesWithEnvPrefix("SKY_COORD_JOB", head) {
+			if env, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ")); strings.Contains(string(env), "SKY_COORD_JOB="+head+"/1\x00") {
+				return false
+			}
+		}
+		return true
+	})
 }
