@@ -290,8 +290,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	for {
 		ch := s.changes()
 		var evs []api.ClusterEvent
-		s.read(func(st *state.Store) { evs = st.EventsAfter(name, after) })
-		if len(evs) > 0 || wait <= 0 {
+		exists := false
+		s.read(func(st *state.Store) {
+			evs = st.EventsAfter(name, after)
+			_, exists = st.Clusters[name]
+		})
+		// A removed cluster has no more events to wait for.
+		if len(evs) > 0 || wait <= 0 || !exists {
 			if evs == nil {
 				evs = []api.ClusterEvent{}
 			}

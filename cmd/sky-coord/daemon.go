@@ -208,11 +208,8 @@ func serverCmd() *cobra.Command {
 			if err := c.Shutdown(cmd.Context()); err != nil {
 				return err
 			}
-			for i := 0; i < 500; i++ {
-				if syscall.Kill(info.PID, 0) != nil {
-					break
-				}
-				time.Sleep(20 * time.Millisecond)
+			for i := 0; i < 500 && processAlive(info.PID); i++ {
+				time.Sleep(10 * time.Millisecond)
 			}
 			fmt.Printf("Coordinator (pid %d) stopped.\n", info.PID)
 			return nil
@@ -305,4 +302,21 @@ func listen(bind, lastAddrFile string) (net.Listener, error) {
 		_ = os.WriteFile(lastAddrFile, []byte(l.Addr().String()), 0o600)
 	}
 	return l, nil
+}
+
+// processAlive reports whether pid runs. An exited process that its
+// parent has not reaped yet (a zombie) does not count.
+func processAlive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // no /proc: kill(0) is all there is
+	}
+	// The state follows the parenthesized command name.
+	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z'
+	}
+	return true
 }
