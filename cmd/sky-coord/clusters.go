@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -42,15 +43,7 @@ func statusCmd() *cobra.Command {
 				fmt.Println("No existing clusters.")
 				return nil
 			}
-			var rows [][]string
-			for _, cl := range clusters {
-				status := string(cl.Status)
-				if cl.Error != "" {
-					status += " (launch failed)"
-				}
-				rows = append(rows, []string{cl.Name, cl.Infra, cl.Resources, status, "-", ago(cl.LaunchedAt)})
-			}
-			table(os.Stdout, []string{"NAME", "INFRA", "RESOURCES", "STATUS", "AUTOSTOP", "LAUNCHED"}, rows)
+			renderClusters(os.Stdout, clusters, time.Now())
 			return nil
 		},
 	}
@@ -92,26 +85,7 @@ func queueCmd() *cobra.Command {
 			if output == "json" {
 				return printJSON(shown)
 			}
-			fmt.Printf("Job queue of cluster %s\n", args[0])
-			var rows [][]string
-			for _, j := range shown {
-				started, dur := "-", "-"
-				if j.StartedAt != nil {
-					started = ago(*j.StartedAt)
-					end := time.Now()
-					if j.EndedAt != nil {
-						end = *j.EndedAt
-					}
-					dur = duration(end.Sub(*j.StartedAt))
-				}
-				name := j.Name
-				if name == "" {
-					name = "-"
-				}
-				rows = append(rows, []string{strconv.FormatInt(j.ID, 10), name, j.User, ago(j.SubmittedAt), started, dur,
-					j.Resources, colorStatus(j.Status), "~/sky_logs/" + j.LogDir})
-			}
-			table(os.Stdout, []string{"ID", "NAME", "USER", "SUBMITTED", "STARTED", "DURATION", "RESOURCES", "STATUS", "LOG"}, rows)
+			renderQueue(os.Stdout, args[0], shown, time.Now())
 			return nil
 		},
 	}
@@ -294,4 +268,41 @@ func waitLifecycle(ctx context.Context, c *client.Client, name, action string) e
 		}
 		_, _ = c.Events(ctx, name, after, 2)
 	}
+}
+
+// renderClusters writes the `status` table.
+func renderClusters(w io.Writer, clusters []*api.Cluster, now time.Time) {
+	var rows [][]string
+	for _, cl := range clusters {
+		status := string(cl.Status)
+		if cl.Error != "" {
+			status += " (launch failed)"
+		}
+		rows = append(rows, []string{cl.Name, cl.Infra, cl.Resources, status, "-", ago(cl.LaunchedAt, now)})
+	}
+	table(w, []string{"NAME", "INFRA", "RESOURCES", "STATUS", "AUTOSTOP", "LAUNCHED"}, rows)
+}
+
+// renderQueue writes the `queue` table, jobs in the order given.
+func renderQueue(w io.Writer, cluster string, jobs []*api.Job, now time.Time) {
+	fmt.Fprintf(w, "Job queue of cluster %s\n", cluster)
+	var rows [][]string
+	for _, j := range jobs {
+		started, dur := "-", "-"
+		if j.StartedAt != nil {
+			started = ago(*j.StartedAt, now)
+			end := now
+			if j.EndedAt != nil {
+				end = *j.EndedAt
+			}
+			dur = duration(end.Sub(*j.StartedAt))
+		}
+		name := j.Name
+		if name == "" {
+			name = "-"
+		}
+		rows = append(rows, []string{strconv.FormatInt(j.ID, 10), name, j.User, ago(j.SubmittedAt, now), started, dur,
+			j.Resources, colorStatus(j.Status), "~/sky_logs/" + j.LogDir})
+	}
+	table(w, []string{"ID", "NAME", "USER", "SUBMITTED", "STARTED", "DURATION", "RESOURCES", "STATUS", "LOG"}, rows)
 }

@@ -74,11 +74,11 @@ func printJSON(v any) error {
 }
 
 // ago renders a past time as SkyPilot does ("3 mins ago").
-func ago(t time.Time) string {
+func ago(t, now time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	d := time.Since(t)
+	d := now.Sub(t)
 	switch {
 	case d < time.Minute:
 		return "a few secs ago"
