@@ -351,7 +351,7 @@ func TestSyncBlobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := c.coord.addBlob(fbuf.Bytes())
-	for _, ta := range c.agents { // an old workdir is replaced
+	for _, ta := range c.agents { // what a job wrote in the workdir survives a sync, as with rsync
 		if err := os.MkdirAll(ta.home("sky_workdir"), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -361,7 +361,7 @@ func TestSyncBlobs(t *testing.T) {
 	}
 	j := c.job(6, "", `cat hello.txt cfg/f.txt ~/data/x; ls -1`)
 	// The file mount inside the workdir comes first: it must survive the
-	// workdir's replacement.
+	// workdir's sync.
 	j.Blobs = []api.BlobRef{{Digest: file, Dest: "cfg/f.txt", File: true}, {Digest: workdir, Dest: "~/sky_workdir"}, {Digest: data, Dest: "~/data"}}
 	c.submit(j)
 	if evs := c.waitEnd(6); evs[len(evs)-1].Status != api.JobSucceeded {
@@ -369,7 +369,7 @@ func TestSyncBlobs(t *testing.T) {
 	}
 	for i, ta := range c.agents {
 		logName := map[int]string{0: "0-head.log", 1: "1-worker1.log"}[i]
-		want := "hello\na file mount\nfrom ~/data\ncfg\nhello.txt\n"
+		want := "hello\na file mount\nfrom ~/data\ncfg\nhello.txt\nstale\n"
 		if diff := cmp.Diff(want, ta.readLog(t, "sky_logs/6-test/tasks/"+logName)); diff != "" {
 			t.Errorf("node %d output (-want +got):\n%s", i, diff)
 		}

@@ -129,7 +129,14 @@ func (a *Agent) fetchAndUnpack(ctx context.Context, ref api.BlobRef, dest string
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("fetch blob %.12s: %w", ref.Digest, err)
 	}
-	if err := transfer.Unpack(ctx, f, dest, ref.File); err != nil {
+	// A directory is merged, as SkyPilot's rsync (no --delete) does: what
+	// jobs wrote there (outputs, checkpoints) survives the next sync.
+	if ref.File {
+		err = transfer.Unpack(ctx, f, dest, true)
+	} else {
+		err = transfer.Merge(ctx, f, dest)
+	}
+	if err != nil {
 		return fmt.Errorf("blob %.12s: %w", ref.Digest, err)
 	}
 	return nil

@@ -47,6 +47,7 @@ run: |
   echo "task=$SKYPILOT_TASK_ID"
   echo "code=$(cat code.txt) data=$(cat ~/inputs/data.txt) pwd=$(pwd)"
   echo "secret-sha=$(printf %s "$API_KEY" | sha256sum | cut -c1-16) on $SKYPILOT_NODE_RANK"
+  echo "written by job 1" > produced.txt
 `
 
 const failTask = `name: fail
@@ -59,7 +60,7 @@ run: |
 const okTask = `name: ok
 num_nodes: 3
 workdir: ./code
-run: echo "second exec rank $SKYPILOT_NODE_RANK code=$(cat code.txt)"
+run: echo "second exec rank $SKYPILOT_NODE_RANK code=$(cat code.txt) kept=$(cat produced.txt)"
 `
 
 // TestLocalClusterEndToEnd launches a 3-node local cluster with the real
@@ -145,8 +146,8 @@ func TestLocalClusterEndToEnd(t *testing.T) {
 	// A second exec works and still skips setup.
 	write(t, filepath.Join(cli.Dir, "code", "code.txt"), "v2")
 	res = cli.Run("exec", "e2e", "ok.yaml")
-	if res.Code != 0 || !strings.Contains(res.Stdout, "second exec rank 2 code=v2") {
-		t.Errorf("second exec: exit %d, want 0 with the re-synced workdir", res.Code)
+	if res.Code != 0 || !strings.Contains(res.Stdout, "second exec rank 2 code=v2 kept=written by job 1") {
+		t.Errorf("second exec: exit %d, want 0 with the re-synced workdir and job 1's output kept", res.Code)
 	}
 
 	var jobs []api.Job

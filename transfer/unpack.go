@@ -54,7 +54,7 @@ func Unpack(ctx context.Context, r io.Reader, dest string, file bool) error {
 	if file {
 		err = unpackFile(ctx, tr, abs)
 	} else {
-		err = unpackTree(ctx, tr, abs)
+		err = unpackTree(ctx, tr, abs, replace)
 	}
 	if err != nil {
 		return fmt.Errorf("unpack to %s: %w", dest, err)
@@ -105,7 +105,71 @@ func unpackFile(ctx context.Context, tr *tar.Reader, dest string) (err error) {
 	return replace(tmp, dest)
 }
 
-func unpackTree(ctx context.Context, tr *tar.Reader, dest string) (err error) {
+// Merge extracts the tar.gz read from r into the directory dest the way
+// rsync without --delete does: every entry of the archive replaces the
+// one at its path (each file atomically, by rename), and whatever else is
+// in dest — a job's outputs in ~/sky_workdir, say — stays.
+func Merge(ctx context.Context, r io.Reader, dest string) error {
+	abs, err := filepath.Abs(dest)
+	if err != nil {
+		return fmt.Errorf("unpack to %s: %w", dest, err)
+	}
+	if filepath.Dir(abs) == abs {
+		return fmt.Errorf("unpack to %s: cannot merge into the root directory", dest)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return fmt.Errorf("unpack to %s: %w", dest, err)
+	}
+	zr, err := gzip.NewReader(ctxReader{ctx, r})
+	if err != nil {
+		return fmt.Errorf("unpack to %s: read gzip: %w", dest, err)
+	}
+	if err := unpackTree(ctx, tar.NewReader(zr), abs, merge); err != nil {
+		return fmt.Errorf("unpack to %s: %w", dest, err)
+	}
+	return nil
+}
+
+// merge moves the tree tmp into dest entry by entry, keeping what dest
+// holds that tmp does not, then removes tmp.
+func merge(tmp, dest string) error {
+	fi, err := os.Lstat(dest)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.IsDir()) {
+		return replace(tmp, dest)
+	}
+	if err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		src, dst := filepath.Join(tmp, e.Name()), filepath.Join(dest, e.Name())
+		if e.IsDir() {
+			if err := merge(src, dst); err != nil {
+				return err
+			}
+			continue
+		}
+		if dfi, err := os.Lstat(dst); err == nil && dfi.IsDir() {
+			if err := removeTree(dst); err != nil {
+				return err
+			}
+		}
+		if err := os.Rename(src, dst); err != nil {
+			return err
+		}
+	}
+	// The directory's own mode and mtime come from the archive.
+	if tfi, err := os.Stat(tmp); err == nil {
+		_ = os.Chmod(dest, tfi.Mode().Perm()|tfi.Mode()&(fs.ModeSetgid|fs.ModeSticky))
+		_ = os.Chtimes(dest, tfi.ModTime(), tfi.ModTime())
+	}
+	return removeTree(tmp)
+}
+
+func unpackTree(ctx context.Context, tr *tar.Reader, dest string, place func(tmp, dest string) error) (err error) {
 	tmp, err := os.MkdirTemp(filepath.Dir(dest), filepath.Base(dest)+".sky-tmp-")
 	if err != nil {
 		return err
@@ -134,7 +198,7 @@ func unpackTree(ctx context.Context, tr *tar.Reader, dest string) (err error) {
 	if err := x.finish(); err != nil {
 		return err
 	}
-	return replace(tmp, dest)
+	return place(tmp, dest)
 }
 
 // extractor writes entries below root, which it created and alone owns.

@@ -204,3 +204,41 @@ func TestUnpackBadInput(t *testing.T) {
 		t.Errorf("Unpack to / succeeded")
 	}
 }
+
+// TestMergeKeepsWhatTheArchiveLacks: Merge is rsync without --delete.
+func TestMergeKeepsWhatTheArchiveLacks(t *testing.T) {
+	src, dest := t.TempDir(), filepath.Join(t.TempDir(), "wd")
+	for name, body := range map[string]string{"a.txt": "new a", "sub/b.txt": "new b", "sub/deep/c.txt": "c"} {
+		if err := os.MkdirAll(filepath.Join(src, filepath.Dir(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, body := range map[string]string{"a.txt": "old a", "sub/b.txt": "old b", "sub/out.log": "job output", "ckpt/model.bin": "weights"} {
+		if err := os.MkdirAll(filepath.Join(dest, filepath.Dir(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dest, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := Pack(context.Background(), src, &buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := Merge(context.Background(), &buf, dest); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"a.txt": "new a", "sub/b.txt": "new b", "sub/deep/c.txt": "c", "sub/out.log": "job output", "ckpt/model.bin": "weights"}
+	for name, body := range want {
+		got, err := os.ReadFile(filepath.Join(dest, name))
+		if err != nil || string(got) != body {
+			t.Errorf("%s = %q (%v), want %q", name, got, err, body)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(dest), "*.sky-tmp-*")); len(left) > 0 {
+		t.Errorf("temporary trees left behind: %v", left)
+	}
+}
