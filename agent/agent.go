@@ -158,6 +158,12 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 		a.log.Warn("stopping job processes left by an earlier agent", "pids", left)
 		a.killMatching(nil, api.MarkerEnv+"="+a.cfg.Marker)
 	}
+	if a.cfg.PrivateMounts {
+		if err := a.reclaimPrivateMounts(); err != nil {
+			a.log.Warn("re-create private mountpoints", "err", err)
+		}
+		defer a.releasePrivateMounts()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	a.log.Info("serving", "addr", ln.Addr().String(), "version", a.version)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -108,9 +107,10 @@ func (a *Agent) execute(ctx context.Context, req api.NodeExecRequest, emit frame
 	}
 	defer os.Remove(script) // best effort: it lives under ~/.sky, mode 0700
 
-	cmd := exec.Command("/bin/bash", script)
-	cmd.Dir = a.cfg.Home
-	cmd.Env = a.processEnv(req)
+	cmd, err := a.jobCommand(script, a.processEnv(req))
+	if err != nil {
+		return fmt.Errorf("exec %s of job %d: %w", req.Kind, req.JobID, err)
+	}
 	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 50, Cols: 200})
 	if err != nil {
 		return fmt.Errorf("exec %s of job %d: start bash under a pty: %w", req.Kind, req.JobID, err)

@@ -44,6 +44,9 @@ func (a *Agent) syncBlobs(ctx context.Context, blobs []api.BlobRef) error {
 	type item struct {
 		ref  api.BlobRef
 		dest string
+		// private is the absolute destination served from the node's
+		// own copy at dest (AgentConfig.PrivateMounts).
+		private string
 	}
 	items := make([]item, 0, len(blobs))
 	for _, b := range blobs {
@@ -54,7 +57,11 @@ func (a *Agent) syncBlobs(ctx context.Context, blobs []api.BlobRef) error {
 		if !blobDigest.MatchString(b.Digest) {
 			return fmt.Errorf("blob for %s: digest %q is not a sha256 hex string", b.Dest, b.Digest)
 		}
-		items = append(items, item{b, dest})
+		it := item{ref: b, dest: dest}
+		if a.cfg.PrivateMounts && filepath.IsAbs(b.Dest) {
+			it.private, it.dest = dest, a.privatePath(dest)
+		}
+		items = append(items, it)
 	}
 	slices.SortStableFunc(items, func(x, y item) int {
 		return strings.Count(x.dest, string(filepath.Separator)) - strings.Count(y.dest, string(filepath.Separator))
@@ -62,6 +69,11 @@ func (a *Agent) syncBlobs(ctx context.Context, blobs []api.BlobRef) error {
 	for _, it := range items {
 		if err := a.fetchAndUnpack(ctx, it.ref, it.dest); err != nil {
 			return err
+		}
+		if it.private != "" {
+			if err := a.addPrivateMount(it.private, it.ref.File); err != nil {
+				return fmt.Errorf("file mount %s: %w", it.private, err)
+			}
 		}
 	}
 	return nil

@@ -33,6 +33,10 @@ type AgentConfig struct {
 	Marker string `json:"marker"`
 	CPUs   int    `json:"cpus"`
 	GPUs   int    `json:"gpus"`
+	// PrivateMounts gives the node a private view of file_mounts
+	// destinations outside its home: nodes that share a machine (the
+	// local provider) each see their own /data.
+	PrivateMounts bool `json:"private_mounts,omitempty"`
 }
 
 // MarkerEnv is the environment variable that carries AgentConfig.Marker.

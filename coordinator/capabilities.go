@@ -18,3 +18,10 @@ type Connector interface {
 type Validator interface {
 	ValidateTask(req providers.LaunchRequest) error
 }
+
+// privateMounter is the optional provider capability of giving each node
+// a private view of absolute file_mounts destinations (local nodes that
+// share one machine).
+type privateMounter interface {
+	PrivateFileMounts() bool
+}

@@ -167,6 +167,9 @@ func (s *Server) bootstrapNode(ctx context.Context, c *api.Cluster, conn Connect
 		Home: t.Home(), CoordinatorURL: "http://" + s.addr, Token: token,
 		Marker: t.Home(), CPUs: in.CPUs, GPUs: in.GPUs,
 	}
+	if pm, ok := conn.(privateMounter); ok {
+		cfg.PrivateMounts = pm.PrivateFileMounts()
+	}
 	_, err = bootstrap.Ensure(ctx, t, bootstrap.Node{
 		Name:        fmt.Sprintf("node %d (%s)", in.Index, in.IP),
 		AgentBinary: s.cfg.AgentBinary,

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -213,28 +214,63 @@ func TestLocalClusterEndToEnd(t *testing.T) {
 	}
 }
 
-// TestAbsoluteFileMountRefusedBeforeProvisioning: local nodes share one
-// filesystem, so /data would collide; the launch must say so and create
-// nothing.
-func TestAbsoluteFileMountRefusedBeforeProvisioning(t *testing.T) {
+// TestAbsoluteFileMounts: local nodes share one filesystem, so /data
+// would collide. As root each node gets a private view (a mount namespace
+// per job process): each rank sees and writes its own copy, and down
+// removes the mountpoints. Without root the launch is refused before
+// anything is provisioned, with an error that says why and what to do.
+func TestAbsoluteFileMounts(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("local nodes get their own 127.0.x.y address only on Linux")
 	}
 	cli := testenv.NewCLI(t)
-	write(t, filepath.Join(cli.Dir, "data.txt"), "x")
-	write(t, filepath.Join(cli.Dir, "task.yaml"), "num_nodes: 2\nfile_mounts:\n  /data/in.txt: ./data.txt\nrun: cat /data/in.txt\n")
+	top := fmt.Sprintf("/skycoord-e2e-%d", os.Getpid())
+	tmpTop := fmt.Sprintf("/tmp/skycoord-e2e-%d", os.Getpid())
+	write(t, filepath.Join(cli.Dir, "data.txt"), "payload")
+	write(t, filepath.Join(cli.Dir, "dir", "seed.txt"), "seed")
+	write(t, filepath.Join(cli.Dir, "task.yaml"), fmt.Sprintf(`num_nodes: 2
+file_mounts:
+  %[1]s/in.txt: ./data.txt
+  %[2]s/dir: ./dir
+run: |
+  echo "in=$(cat %[1]s/in.txt) seed=$(cat %[2]s/dir/seed.txt)"
+  echo "rank $SKYPILOT_NODE_RANK" > %[2]s/dir/mine.txt
+  sleep 1
+  echo "mine=$(cat %[2]s/dir/mine.txt)"
+`, top, tmpTop))
 	res := cli.Run("launch", "-y", "-c", "abs", "task.yaml")
-	if res.Code == 0 {
-		t.Fatalf("launch with an absolute file_mounts destination exited 0")
+	if os.Geteuid() != 0 {
+		if res.Code == 0 {
+			t.Fatalf("launch with an absolute file_mounts destination exited 0 without root")
+		}
+		if !strings.Contains(res.Stderr, "needs root") || !strings.Contains(res.Stderr, "~/skycoord-e2e") {
+			t.Errorf("error does not say why and what to do:\n%s", res.Stderr)
+		}
+		if _, err := os.Stat(filepath.Join(cli.Home, "local", "clusters", "abs")); !os.IsNotExist(err) {
+			t.Errorf("a cluster directory was created: %v", err)
+		}
+		return
 	}
-	if !strings.Contains(res.Stderr, `"/data/in.txt"`) || !strings.Contains(res.Stderr, "~/data/in.txt") {
-		t.Errorf("error does not name the destination and the fix:\n%s", res.Stderr)
+	if res.Code != 0 {
+		t.Fatalf("launch exited %d", res.Code)
 	}
-	if _, err := os.Stat(filepath.Join(cli.Home, "local", "clusters", "abs")); !os.IsNotExist(err) {
-		t.Errorf("a cluster directory was created: %v", err)
+	for _, want := range []string{"rank=0, pid=", "in=payload seed=seed", "mine=rank 0", "mine=rank 1"} {
+		if !strings.Contains(res.Stdout, want) {
+			t.Errorf("output lacks %q", want)
+		}
 	}
-	if res := cli.Run("status", "-o", "json"); strings.TrimSpace(res.Stdout) != "[]" {
-		t.Errorf("status after the refused launch = %s, want []", res.Stdout)
+	// On the machine itself the destination is only an empty mountpoint.
+	if data, err := os.ReadFile(top + "/in.txt"); err != nil || len(data) != 0 {
+		t.Errorf("host %s/in.txt = %q (%v), want an empty mountpoint", top, data, err)
+	}
+	if res := cli.Run("down", "-y", "abs"); res.Code != 0 {
+		t.Fatalf("down exited %d", res.Code)
+	}
+	for _, p := range []string{top, tmpTop} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("after down, mountpoint %s still exists (%v)", p, err)
+			_ = os.RemoveAll(p)
+		}
 	}
 }
 

@@ -38,6 +38,10 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "__nsexec" {
+		// Internal: a job process entering its private file mounts.
+		return nsexec(args[1:])
+	}
 	if len(args) == 1 && args[0] == "version" {
 		fmt.Fprintln(stdout, version)
 		return nil

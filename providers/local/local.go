@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -68,14 +69,27 @@ func (p *Provider) Marker(cluster string, index int) string {
 	return p.NodeHome(cluster, index)
 }
 
+// PrivateFileMounts reports whether local nodes get a private view of
+// file_mounts destinations outside their home: each job process runs in a
+// mount namespace of its own, which takes root (CAP_SYS_ADMIN) on Linux.
+func (p *Provider) PrivateFileMounts() bool {
+	return runtime.GOOS == "linux" && os.Geteuid() == 0
+}
+
 // ValidateTask rejects what local nodes cannot honour (the coordinator
-// finds it by type assertion): local nodes share this
-// machine's filesystem, so a file_mounts destination outside the node's
-// home would be one path for every node.
+// finds it by type assertion): local nodes share this machine's
+// filesystem, so without private views a file_mounts destination outside
+// the node's home would be one path for every node.
 func (p *Provider) ValidateTask(req providers.LaunchRequest) error {
 	for _, dst := range req.FileMountDsts {
-		if strings.HasPrefix(dst, "/") {
-			return fmt.Errorf("file_mounts destination %q: local nodes share this machine's filesystem, so an absolute destination would be the same directory for every node; use a path under the node's home (\"~/%s\") or a relative one (under ~/sky_workdir), or run on the ssh or a cloud provider: %w",
+		if !strings.HasPrefix(dst, "/") {
+			continue
+		}
+		if path.Clean(dst) == "/" {
+			return fmt.Errorf("file_mounts destination %q would replace the root directory: %w", dst, providers.ErrInvalidRequest)
+		}
+		if !p.PrivateFileMounts() {
+			return fmt.Errorf("file_mounts destination %q: local nodes share this machine's filesystem, and giving each node its own view of an absolute path takes a mount namespace, which needs root; use a path under the node's home (\"~/%s\") or a relative one (under ~/sky_workdir), run sky-coord as root, or use the ssh or a cloud provider: %w",
 				dst, strings.TrimPrefix(dst, "/"), providers.ErrInvalidRequest)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/sky-coord/sky-coord/providers"
@@ -52,11 +53,19 @@ func TestLaunchIsIdempotentWithDistinctAddresses(t *testing.T) {
 	}
 }
 
-func TestAbsoluteFileMountRefused(t *testing.T) {
+func TestAbsoluteFileMounts(t *testing.T) {
 	p := New(t.TempDir())
-	err := p.ValidateTask(providers.LaunchRequest{Cluster: "c", NumNodes: 2, FileMountDsts: []string{"~/ok", "rel", "/data"}})
-	if !errors.Is(err, providers.ErrInvalidRequest) {
-		t.Fatalf("err = %v, want ErrInvalidRequest", err)
+	req := providers.LaunchRequest{Cluster: "c", NumNodes: 2, FileMountDsts: []string{"~/ok", "rel", "/data"}}
+	err := p.ValidateTask(req)
+	if p.PrivateFileMounts() {
+		if err != nil {
+			t.Errorf("with private views (root), /data refused: %v", err)
+		}
+	} else if !errors.Is(err, providers.ErrInvalidRequest) || !strings.Contains(err.Error(), "needs root") {
+		t.Errorf("without private views: err = %v, want ErrInvalidRequest saying it needs root", err)
+	}
+	if err := p.ValidateTask(providers.LaunchRequest{FileMountDsts: []string{"/"}}); !errors.Is(err, providers.ErrInvalidRequest) {
+		t.Errorf("destination / accepted: %v", err)
 	}
 	if err := p.ValidateTask(providers.LaunchRequest{FileMountDsts: []string{"~/ok", "rel"}}); err != nil {
 		t.Errorf("home and relative destinations refused: %v", err)
