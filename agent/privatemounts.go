@@ -150,10 +150,11 @@ func (a *Agent) jobCommand(script string, env []string) (*exec.Cmd, error) {
 	data, _ := json.Marshal(binds)
 	cmd := exec.Command(self, "__nsexec", "/bin/bash", script)
 	cmd.Dir, cmd.Env = a.cfg.Home, append(env, NSExecEnv+"="+string(data))
-	attr, err := newMountNamespace()
+	attr, extraEnv, err := newMountNamespace()
 	if err != nil {
 		return nil, err
 	}
 	cmd.SysProcAttr = attr
+	cmd.Env = append(cmd.Env, extraEnv...)
 	return cmd, nil
 }

@@ -322,3 +322,51 @@ func TestLostHeadAgentFailsItsJobAndIsRestarted(t *testing.T) {
 		return true
 	})
 }
+
+// TestAbsoluteFileMountsWithoutRoot runs sky-coord as an ordinary user
+// (nobody): where the kernel allows unprivileged user namespaces, each
+// node still gets a private view, and the job runs as that user; a
+// destination the user could not create is refused with the reason.
+func TestAbsoluteFileMountsWithoutRoot(t *testing.T) {
+	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
+		t.Skip("acting as another user (nobody) takes root; CI runs as root")
+	}
+	const nobody = 65534
+	cli := testenv.NewCLIAs(t, nobody, nobody)
+	dst := fmt.Sprintf("/tmp/skycoord-e2e-nobody-%d/dir", os.Getpid())
+	cli.WriteFile("dir/seed.txt", "seed")
+	cli.WriteFile("task.yaml", fmt.Sprintf(`num_nodes: 2
+file_mounts:
+  %[1]s: ./dir
+run: |
+  echo "uid=$(id -u) seed=$(cat %[1]s/seed.txt)"
+  echo "rank $SKYPILOT_NODE_RANK" > %[1]s/mine.txt
+  sleep 1
+  echo "mine=$(cat %[1]s/mine.txt)"
+`, dst))
+	cli.WriteFile("root.yaml", "file_mounts:\n  /skycoord-e2e-needs-root/in.txt: ./dir/seed.txt\nrun: echo never\n")
+
+	res := cli.Run("launch", "-y", "-c", "user", "task.yaml")
+	if strings.Contains(res.Stderr, "unprivileged user namespaces (off on this machine)") {
+		t.Skip("this kernel does not allow unprivileged user namespaces; the refusal is what a user sees")
+	}
+	if res.Code != 0 {
+		t.Fatalf("launch as nobody exited %d", res.Code)
+	}
+	for _, want := range []string{"uid=65534 seed=seed", "mine=rank 0", "mine=rank 1"} {
+		if !strings.Contains(res.Stdout, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	res = cli.Run("launch", "-y", "-c", "user2", "root.yaml")
+	if res.Code == 0 || !strings.Contains(res.Stderr, "is not writable by this user") {
+		t.Errorf("a mountpoint nobody cannot create: exit %d, want a refusal that says why", res.Code)
+	}
+	if res := cli.Run("down", "-y", "user"); res.Code != 0 {
+		t.Fatalf("down exited %d", res.Code)
+	}
+	if _, err := os.Stat(filepath.Dir(dst)); !os.IsNotExist(err) {
+		t.Errorf("after down, %s still exists (%v)", filepath.Dir(dst), err)
+		_ = os.RemoveAll(filepath.Dir(dst))
+	}
+}

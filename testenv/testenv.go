@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -33,6 +34,10 @@ func Binaries(t testing.TB) string {
 		}
 		binDir, buildErr = os.MkdirTemp("", "sky-coord-test-bin-")
 		if buildErr != nil {
+			return
+		}
+		// Other users run these too (NewCLIAs).
+		if buildErr = os.Chmod(binDir, 0o755); buildErr != nil {
 			return
 		}
 		for _, name := range []string{"sky-coord", "sky-agent"} {
@@ -72,6 +77,55 @@ type CLI struct {
 	Bin  string
 	Home string
 	Dir  string // working directory of commands
+	// cred, when set, runs the commands as another user (NewCLIAs).
+	cred *syscall.Credential
+}
+
+// NewCLIAs is NewCLI for commands run as another user (uid, gid): its home
+// and working directory belong to that user. Only root can do this.
+func NewCLIAs(t testing.TB, uid, gid uint32) *CLI {
+	t.Helper()
+	bin := Binaries(t)
+	mk := func(prefix string) string {
+		d, err := os.MkdirTemp("", prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, int(uid), int(gid)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = os.RemoveAll(d) })
+		return d
+	}
+	c := &CLI{t: t, Bin: filepath.Join(bin, "sky-coord"), Home: mk("sky-coord-test-home-"), Dir: mk("sky-coord-test-dir-"),
+		cred: &syscall.Credential{Uid: uid, Gid: gid}}
+	t.Cleanup(func() {
+		c.Run("down", "-a", "-y")
+		c.Run("server", "stop")
+	})
+	return c
+}
+
+// WriteFile writes a file below Dir, owned by the CLI's user.
+func (c *CLI) WriteFile(name, content string) {
+	c.t.Helper()
+	p := filepath.Join(c.Dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	if c.cred != nil {
+		for q := p; q != c.Dir; q = filepath.Dir(q) {
+			if err := os.Chown(q, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
+				c.t.Fatal(err)
+			}
+		}
+	}
 }
 
 // NewCLI returns a CLI with a fresh home; its coordinator is stopped and
@@ -102,6 +156,10 @@ func (c *CLI) Run(args ...string) Result {
 	cmd := exec.CommandContext(ctx, c.Bin, args...)
 	cmd.Dir = c.Dir
 	cmd.Env = append(os.Environ(), "SKY_COORD_HOME="+c.Home, "NO_COLOR=1")
+	if c.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+		cmd.Env = append(cmd.Env, "HOME="+c.Home)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()

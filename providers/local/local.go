@@ -71,10 +71,9 @@ func (p *Provider) Marker(cluster string, index int) string {
 
 // PrivateFileMounts reports whether local nodes get a private view of
 // file_mounts destinations outside their home: each job process runs in a
-// mount namespace of its own, which takes root (CAP_SYS_ADMIN) on Linux.
-func (p *Provider) PrivateFileMounts() bool {
-	return runtime.GOOS == "linux" && os.Geteuid() == 0
-}
+// mount namespace of its own, which takes root, or, without root, a kernel
+// that allows unprivileged user namespaces.
+func (p *Provider) PrivateFileMounts() bool { return privateMountsSupported() }
 
 // ValidateTask rejects what local nodes cannot honour (the coordinator
 // finds it by type assertion): local nodes share this machine's
@@ -89,8 +88,12 @@ func (p *Provider) ValidateTask(req providers.LaunchRequest) error {
 			return fmt.Errorf("file_mounts destination %q would replace the root directory: %w", dst, providers.ErrInvalidRequest)
 		}
 		if !p.PrivateFileMounts() {
-			return fmt.Errorf("file_mounts destination %q: local nodes share this machine's filesystem, and giving each node its own view of an absolute path takes a mount namespace, which needs root; use a path under the node's home (\"~/%s\") or a relative one (under ~/sky_workdir), run sky-coord as root, or use the ssh or a cloud provider: %w",
+			return fmt.Errorf("file_mounts destination %q: local nodes share this machine's filesystem, and giving each node its own view of an absolute path takes a mount namespace, which needs root or unprivileged user namespaces (off on this machine); use a path under the node's home (\"~/%s\") or a relative one (under ~/sky_workdir), run sky-coord as root, or use the ssh or a cloud provider: %w",
 				dst, strings.TrimPrefix(dst, "/"), providers.ErrInvalidRequest)
+		}
+		if err := mountpointCreatable(path.Clean(dst)); err != nil {
+			return fmt.Errorf("file_mounts destination %q: %v; without root a destination must exist already or sit in a directory you can write (under /tmp, say), or use \"~/%s\": %w",
+				dst, err, strings.TrimPrefix(dst, "/"), providers.ErrInvalidRequest)
 		}
 	}
 	return nil
