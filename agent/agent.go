@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/procscan"
 )
 
 // Options are the optional parts of an Agent.
@@ -154,7 +155,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	// Job processes left by an earlier agent process of this node (one
 	// that was SIGKILLed) lost their driver: stop them before serving.
-	if left := findProcsWithEnv(api.MarkerEnv + "=" + a.cfg.Marker); len(slices.DeleteFunc(left, func(pid int) bool { return slices.Contains(selfAndAncestors(), pid) })) > 0 {
+	if left := procscan.WithEnv(api.MarkerEnv + "=" + a.cfg.Marker); len(slices.DeleteFunc(left, func(pid int) bool { return slices.Contains(selfAndAncestors(), pid) })) > 0 {
 		a.log.Warn("stopping job processes left by an earlier agent", "pids", left)
 		a.killMatching(nil, api.MarkerEnv+"="+a.cfg.Marker)
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/procscan"
 )
 
 // waitFor polls cond until it holds or 15 s pass.
@@ -148,7 +149,7 @@ func (ta *testAgent) home(rel string) string {
 
 // jobProcs lists the live processes of job id on this node.
 func (ta *testAgent) jobProcs(id int64) []int {
-	return findProcsWithEnv(fmt.Sprintf("SKY_COORD_JOB=%s/%d", ta.cfg.Marker, id))
+	return procscan.WithEnv(fmt.Sprintf("SKY_COORD_JOB=%s/%d", ta.cfg.Marker, id))
 }
 
 type testCluster struct {

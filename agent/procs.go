@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/procscan"
 )
 
 // proc is a running job process: the leader of its own process group
@@ -124,7 +125,7 @@ func (a *Agent) killMatching(ps []*proc, envEntry string) {
 	}
 	skip := selfAndAncestors()
 	scan := func() []int {
-		return slices.DeleteFunc(findProcsWithEnv(envEntry), func(pid int) bool { return slices.Contains(skip, pid) })
+		return slices.DeleteFunc(procscan.WithEnv(envEntry), func(pid int) bool { return slices.Contains(skip, pid) })
 	}
 	left := scan()
 	for _, pid := range left {
@@ -146,7 +147,7 @@ func (a *Agent) killMatching(ps []*proc, envEntry string) {
 // node marker too but are not job processes.
 func selfAndAncestors() []int {
 	pids := []int{os.Getpid()}
-	for pid := os.Getppid(); pid > 1 && len(pids) < 64; pid = parentPID(pid) {
+	for pid := os.Getppid(); pid > 1 && len(pids) < 64; pid = procscan.Parent(pid) {
 		pids = append(pids, pid)
 	}
 	return pids

@@ -16,9 +16,11 @@ const mod = "github.com/sky-coord/sky-coord/"
 
 // allowed lists, per package, the project packages it may import. Packages
 // not listed (cmd/*, testenv, e2e, archtest, examples) may import anything.
-// Beyond DESIGN.md: transfer is a stdlib-only L0 package (workdir archives,
-// shared by client and agent), and bootstrap and providers/* may use api for
-// the agent's wire types.
+// Beyond DESIGN.md: transfer (workdir archives, shared by client and
+// agent) and procscan (finding a node's processes by their environment
+// marker, shared by agent and the local provider) are stdlib-only L0
+// packages, and bootstrap and providers/* may use api for the agent's wire
+// types.
 var allowed = map[string][]string{
 	"spec":              {},
 	"transfer":          {},
@@ -29,8 +31,8 @@ var allowed = map[string][]string{
 	"mounts":            {"spec"},
 	"coordinator/state": {"spec", "api"},
 	"coordinator/fsm":   {"coordinator/state", "api", "spec"},
-	"providers/local":   {"providers", "bootstrap", "api", "spec"},
-	"agent":             {"api", "spec", "mounts", "transfer"},
+	"providers/local":   {"providers", "bootstrap", "api", "spec", "procscan"},
+	"agent":             {"api", "spec", "mounts", "transfer", "procscan"},
 	"coordinator":       {"coordinator/fsm", "coordinator/state", "api", "spec", "catalog", "providers", "bootstrap"},
 	"client":            {"api", "spec"},
 }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sky-coord/sky-coord/procscan"
 )
 
 var (
@@ -177,27 +179,5 @@ func (c *CLI) Run(args ...string) Result {
 // ProcessesWithEnvPrefix lists pids whose environment has a variable
 // KEY=VALUE with VALUE starting with prefix (Linux only; nil elsewhere).
 func ProcessesWithEnvPrefix(key, prefix string) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	want := []byte(key + "=" + prefix)
-	var pids []int
-	for _, e := range entries {
-		var pid int
-		if _, err := fmtSscan(e.Name(), &pid); err != nil {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil {
-			continue
-		}
-		for _, kv := range bytes.Split(env, []byte{0}) {
-			if bytes.HasPrefix(kv, want) {
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	return pids
+	return procscan.WithEnvPrefix(key + "=" + prefix)
 }

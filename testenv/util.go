@@ -1,12 +1,9 @@
 package testenv
 
 import (
-	"fmt"
 	"testing"
 	"time"
 )
-
-func fmtSscan(s string, v *int) (int, error) { return fmt.Sscan(s, v) }
 
 // Eventually polls cond until it holds or timeout passes.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {

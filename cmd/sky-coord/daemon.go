@@ -21,6 +21,7 @@ import (
 
 	"github.com/sky-coord/sky-coord/client"
 	"github.com/sky-coord/sky-coord/coordinator"
+	"github.com/sky-coord/sky-coord/procscan"
 	"github.com/sky-coord/sky-coord/providers"
 	"github.com/sky-coord/sky-coord/providers/local"
 )
@@ -307,16 +308,5 @@ func listen(bind, lastAddrFile string) (net.Listener, error) {
 // processAlive reports whether pid runs. An exited process that its
 // parent has not reaped yet (a zombie) does not count.
 func processAlive(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true // no /proc: kill(0) is all there is
-	}
-	// The state follows the parenthesized command name.
-	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
-		return stat[i+2] != 'Z'
-	}
-	return true
+	return syscall.Kill(pid, 0) == nil && !procscan.Zombie(pid)
 }

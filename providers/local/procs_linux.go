@@ -1,41 +1,21 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"os"
-	"strconv"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/procscan"
 )
 
 // markedPIDs lists the processes whose environment carries
-// SKY_COORD_NODE=marker. Processes of other users cannot be read and are
-// not ours.
+// SKY_COORD_NODE=marker, this process excepted.
 func markedPIDs(marker string) []int {
-	want := []byte(api.MarkerEnv + "=" + marker + "\x00")
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
 	self := os.Getpid()
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil || len(env) == 0 {
-			continue
-		}
-		if bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...)) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return slices.DeleteFunc(procscan.WithEnv(api.MarkerEnv+"="+marker), func(pid int) bool { return pid == self })
 }
 
 // killMarked stops every process of a node: SIGTERM, then SIGKILL for
