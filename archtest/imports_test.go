@@ -24,6 +24,7 @@ const mod = "github.com/sky-coord/sky-coord/"
 var allowed = map[string][]string{
 	"spec":              {},
 	"transfer":          {},
+	"procscan":          {},
 	"catalog":           {"spec"},
 	"api":               {"spec"},
 	"providers":         {"spec", "catalog"},
