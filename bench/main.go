@@ -94,10 +94,13 @@ func main() {
 	absBin, _ := filepath.Abs(*bin)
 	home, _ := os.MkdirTemp("", "sky-coord-bench-home-")
 	dir, _ := os.MkdirTemp("", "sky-coord-bench-dir-")
-	defer os.RemoveAll(home)
-	defer os.RemoveAll(dir)
 	e := &env{bin: absBin, home: home, dir: dir}
-	cleanup = func() { _ = e.cmd("down", "-a", "-y").Run(); _ = e.cmd("server", "stop").Run() }
+	cleanup = func() {
+		_ = e.cmd("down", "-a", "-y").Run()
+		_ = e.cmd("server", "stop").Run()
+		_ = os.RemoveAll(home)
+		_ = os.RemoveAll(dir)
+	}
 	defer cleanup()
 
 	task := "num_nodes: 4\nrun: echo first output from rank $SKYPILOT_NODE_RANK\n"
