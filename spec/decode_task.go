@@ -155,21 +155,26 @@ func (d *decoder) envs(o *object) (map[string]*string, map[string]*yaml.Node) {
 		return envs, nodes
 	}
 	for _, p := range ps {
-		path := child("envs", p.key)
-		if !reEnvName.MatchString(p.key) {
-			d.errorf(d.deref(p.k), "envs", "%q is not a valid variable name (letters, digits and _, not starting with a digit)", p.key)
-			continue
-		}
-		nodes[p.key] = p.k
-		if d.isNull(p.v) {
-			envs[p.key] = nil
-			continue
-		}
-		if v, ok := d.pyStr(p.v, path, "a string, a number, a boolean or null"); ok {
-			envs[p.key] = ptr(v)
-		}
+		d.variable("envs", p, envs, nodes)
 	}
 	return envs, nodes
+}
+
+// variable reads one NAME: value entry of envs or secrets into vals (nil
+// for null, which means "must be set") and records its key node.
+func (d *decoder) variable(field string, p pair, vals map[string]*string, nodes map[string]*yaml.Node) {
+	if !reEnvName.MatchString(p.key) {
+		d.errorf(d.deref(p.k), field, "%q is not a valid variable name (letters, digits and _, not starting with a digit)", p.key)
+		return
+	}
+	nodes[p.key] = p.k
+	if d.isNull(p.v) {
+		vals[p.key] = nil
+		return
+	}
+	if v, ok := d.pyStr(p.v, child(field, p.key), "a string, a number, a boolean or null"); ok {
+		vals[p.key] = ptr(v)
+	}
 }
 
 // secrets reads `secrets`: a mapping like envs (keys `secrets:NAME` are
@@ -211,18 +216,7 @@ func (d *decoder) secrets(o *object, t *Task) (map[string]*string, map[string]*y
 			t.ManagedSecrets = append(t.ManagedSecrets, managedRef(p.key, ""))
 			continue
 		}
-		if !reEnvName.MatchString(p.key) {
-			d.errorf(d.deref(p.k), "secrets", "%q is not a valid variable name (letters, digits and _, not starting with a digit)", p.key)
-			continue
-		}
-		nodes[p.key] = p.k
-		if d.isNull(p.v) {
-			secrets[p.key] = nil
-			continue
-		}
-		if v, ok := d.pyStr(p.v, path, "a string, a number, a boolean or null"); ok {
-			secrets[p.key] = ptr(v)
-		}
+		d.variable("secrets", p, secrets, nodes)
 	}
 	return secrets, nodes
 }
