@@ -52,6 +52,96 @@ type Cluster struct {
 	// leave the cluster alone until the user launches, starts or downs it.
 	Error     string         `json:"error,omitempty"`
 	Requested spec.Resources `json:"requested_resources"`
+	// InstanceType is the chosen offer's instance type.
+	InstanceType string `json:"instance_type,omitempty"`
+	// HourlyCost is the chosen offer's price for all nodes.
+	HourlyCost float64 `json:"hourly_cost,omitempty"`
+	// Attempts are the provisioning attempts of this launch, in order;
+	// failed ones block their zone, region or cloud for the rest of the
+	// round (see Round).
+	Attempts []Attempt `json:"attempts,omitempty"`
+	// RetryUntilUp keeps trying rounds of attempts, with backoff, until
+	// one launches (`launch --retry-until-up`).
+	RetryUntilUp bool `json:"retry_until_up,omitempty"`
+	// Round counts full rounds of failed attempts; RetryAt is when the
+	// next round may start.
+	Round   int       `json:"round,omitempty"`
+	RetryAt time.Time `json:"retry_at,omitempty"`
+	// Clouds are every cloud an attempt touched, so `down` cleans up all.
+	Clouds []string `json:"clouds,omitempty"`
+}
+
+// Attempt outcomes.
+const (
+	AttemptRunning  = ""
+	AttemptFailed   = "FAILED"
+	AttemptLaunched = "LAUNCHED"
+)
+
+// Attempt is one try at provisioning a cluster on one offer.
+type Attempt struct {
+	N            int     `json:"n"`
+	Round        int     `json:"round"`
+	Cloud        string  `json:"cloud"`
+	Region       string  `json:"region,omitempty"`
+	Zone         string  `json:"zone,omitempty"`
+	InstanceType string  `json:"instance_type,omitempty"`
+	Resources    string  `json:"resources"` // "2x p3.2xlarge (V100:1)"
+	HourlyCost   float64 `json:"hourly_cost"`
+	Outcome      string  `json:"outcome,omitempty"`
+	Reason       string  `json:"reason,omitempty"`
+	// Scope is what a failure blocks for the rest of the round: "zone",
+	// "region" or "cloud".
+	Scope     string    `json:"scope,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+// Infra is cloud/region/zone.
+func (a Attempt) Infra() string {
+	s := a.Cloud
+	if a.Region != "" {
+		s += "/" + a.Region
+	}
+	if a.Zone != "" {
+		s += "/" + a.Zone
+	}
+	return s
+}
+
+// PlanRequest asks which offers a task would launch on.
+type PlanRequest struct {
+	Task *spec.Task `json:"task"`
+	// DryRun plans over every cloud in the catalog, enabled or not.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// PlanEntry is one launchable offer; the plan lists them best first.
+type PlanEntry struct {
+	Cloud        string             `json:"cloud"`
+	Region       string             `json:"region"`
+	Zone         string             `json:"zone"`
+	InstanceType string             `json:"instance_type"`
+	Accelerators map[string]float64 `json:"accelerators"`
+	NumNodes     int                `json:"num_nodes"`
+	HourlyCost   float64            `json:"hourly_cost"`
+	UseSpot      bool               `json:"use_spot"`
+	VCPUs        float64            `json:"vcpus"`
+	MemoryGiB    float64            `json:"memory_gib"`
+}
+
+// PlanResponse answers a PlanRequest.
+type PlanResponse struct {
+	Plan []PlanEntry `json:"plan"`
+	// Disabled says, per cloud the plan uses that is not enabled here, why
+	// launching there would fail.
+	Disabled map[string]string `json:"disabled,omitempty"`
+}
+
+// CloudCheck is one line of `sky-coord check`.
+type CloudCheck struct {
+	Cloud   string `json:"cloud"`
+	Enabled bool   `json:"enabled"`
+	Reason  string `json:"reason"`
 }
 
 // Node is one instance of a cluster.
@@ -103,6 +193,8 @@ type LaunchRequest struct {
 	User    string     `json:"user"`
 	Down    bool       `json:"down,omitempty"`
 	NoSetup bool       `json:"no_setup,omitempty"`
+	// RetryUntilUp keeps retrying provisioning with backoff.
+	RetryUntilUp bool `json:"retry_until_up,omitempty"`
 }
 
 // ExecRequest queues a job on an UP cluster, without setup.

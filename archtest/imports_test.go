@@ -20,7 +20,8 @@ const mod = "github.com/sky-coord/sky-coord/"
 // agent) and procscan (finding a node's processes by their environment
 // marker, shared by agent and the local provider) are stdlib-only L0
 // packages, and bootstrap and providers/* may use api for the agent's wire
-// types.
+// types; providers/* may use catalog (what providers may) for the offers
+// they make beside the catalogs (the local machine, ssh pools).
 var allowed = map[string][]string{
 	"spec":              {},
 	"transfer":          {},
@@ -32,7 +33,7 @@ var allowed = map[string][]string{
 	"mounts":            {"spec"},
 	"coordinator/state": {"spec", "api"},
 	"coordinator/fsm":   {"coordinator/state", "api", "spec"},
-	"providers/local":   {"providers", "bootstrap", "api", "spec", "procscan"},
+	"providers/local":   {"providers", "bootstrap", "api", "spec", "procscan", "catalog"},
 	"agent":             {"api", "spec", "mounts", "transfer", "procscan"},
 	"coordinator":       {"coordinator/fsm", "coordinator/state", "api", "spec", "catalog", "providers", "bootstrap"},
 	"client":            {"api", "spec"},

@@ -225,10 +225,10 @@ func (c *Catalog) fitting(r spec.Resources, req Request) ([]Offer, string) {
 		add(fmt.Sprintf("instance_type %s", r.InstanceType), func(o Offer) bool { return o.InstanceType == r.InstanceType })
 	}
 	cpus, mem := r.CPUs, r.Memory
-	if r.Accelerators == nil && r.InstanceType == "" {
-		if cpus == "" && mem == "" {
-			cpus = "8+"
-		}
+	if r.Accelerators == nil && r.InstanceType == "" && cpus == "" && mem == "" {
+		// SkyPilot's default CPU node: 8+ vCPUs (catalog clouds only; an
+		// elastic node gives what its machine has).
+		add("the default cpus=8+", func(o Offer) bool { return o.Elastic || amountFits("8+", o.VCPUs, o.VCPUs, false) })
 	}
 	if cpus != "" {
 		add("cpus="+cpus, func(o Offer) bool { return amountFits(cpus, o.VCPUs, o.VCPUs, o.Elastic) })
@@ -516,6 +516,13 @@ func describe(r spec.Resources) string {
 	if r.Memory != "" {
 		parts = append(parts, "memory="+r.Memory)
 	}
+	if r.UseSpot {
+		parts = append(parts, "spot")
+	}
+	s := strings.Join(parts, ", ")
+	if len(parts) == 0 || (len(parts) == 1 && r.UseSpot) {
+		s = strings.TrimSpace("a CPU node " + s)
+	}
 	if r.Cloud != "" {
 		loc := r.Cloud
 		if r.Region != "" {
@@ -524,15 +531,9 @@ func describe(r spec.Resources) string {
 		if r.Zone != "" {
 			loc += "/" + r.Zone
 		}
-		parts = append(parts, "on "+loc)
+		s += " on " + loc
 	}
-	if r.UseSpot {
-		parts = append(parts, "spot")
-	}
-	if len(parts) == 0 {
-		return "a CPU node"
-	}
-	return strings.Join(parts, ", ")
+	return s
 }
 
 // nearest names up to three offers that were left before the last filter.

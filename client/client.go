@@ -201,3 +201,15 @@ func (c *Client) Log(ctx context.Context, cluster string, id int64, follow bool,
 	}
 	return resp.Body, nil
 }
+
+// Plan asks which offers a task would launch on, best first.
+func (c *Client) Plan(ctx context.Context, req api.PlanRequest) (*api.PlanResponse, error) {
+	var out api.PlanResponse
+	return &out, c.call(ctx, http.MethodPost, "/v1/plan", req, &out)
+}
+
+// Check lists the clouds and whether each is enabled.
+func (c *Client) Check(ctx context.Context) ([]api.CloudCheck, error) {
+	var out []api.CloudCheck
+	return out, c.call(ctx, http.MethodGet, "/v1/check", nil, &out)
+}

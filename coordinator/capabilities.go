@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/sky-coord/sky-coord/bootstrap"
+	"github.com/sky-coord/sky-coord/catalog"
 	"github.com/sky-coord/sky-coord/providers"
 )
 
@@ -24,4 +25,11 @@ type Validator interface {
 // share one machine).
 type privateMounter interface {
 	PrivateFileMounts() bool
+}
+
+// Offerer is the optional provider capability of listing what it offers
+// outside any catalog (the local machine, ssh pools); the optimizer
+// weighs these beside the catalog's offers.
+type Offerer interface {
+	Offers() ([]catalog.Offer, error)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,18 +29,28 @@ func (s *Server) reconcile(ctx context.Context, name string) {
 	if c == nil {
 		return
 	}
+	switch {
+	case c.Desired == api.DesiredDown:
+		s.teardown(ctx, c)
+		return
+	case c.Error != "":
+		// A failed launch waits for the user: relaunch, start or down.
+		return
+	case c.Desired == api.DesiredUp && c.Status == api.ClusterInit && len(c.Nodes) == 0:
+		insts, p, ok := s.provision(ctx, c)
+		if ok {
+			s.provisioned(ctx, c, p, insts, time.Now())
+		}
+		return
+	}
 	p, err := s.provider(c.Cloud)
 	if err != nil {
 		s.event(name, err.Error())
 		return
 	}
 	switch {
-	case c.Desired == api.DesiredDown:
-		s.teardown(ctx, c, p)
 	case c.Desired == api.DesiredStopped && c.Status != api.ClusterStopped:
 		s.stopCluster(ctx, c, p)
-	case c.Error != "":
-		// A failed launch waits for the user: relaunch, start or down.
 	case c.Desired == api.DesiredUp && c.Status == api.ClusterInit:
 		s.bringUp(ctx, c, p, false)
 	case c.Desired == api.DesiredUp && c.Status == api.ClusterStopped:
@@ -77,20 +88,21 @@ func (s *Server) event(cluster, msg string) {
 	}
 }
 
+// bringUp brings back a cluster whose nodes are recorded: a restart
+// (`start`) or a launch whose bootstrap did not finish. It stays where the
+// nodes are; there is no failover for a cluster that exists.
 func (s *Server) bringUp(ctx context.Context, c *api.Cluster, p providers.Provider, restart bool) {
 	start := time.Now()
 	var insts []providers.Instance
 	var err error
 	if restart {
-		s.event(c.Name, fmt.Sprintf("Starting %d node(s) on %s.", c.NumNodes, p.Name()))
+		s.event(c.Name, fmt.Sprintf("Starting %d node(s) on %s.", c.NumNodes, c.Infra))
 		insts, err = p.Start(ctx, c.Name)
 	} else {
-		s.event(c.Name, fmt.Sprintf("Launching %d node(s) on %s.", c.NumNodes, p.Name()))
 		insts, err = p.Launch(ctx, providers.LaunchRequest{
-			Cluster: c.Name, NumNodes: c.NumNodes,
-			Region: c.Requested.Region, Zone: c.Requested.Zone,
+			Cluster: c.Name, NumNodes: c.NumNodes, Region: c.Region, Zone: c.Zone,
 			CPUs: c.Requested.CPUs, Memory: c.Requested.Memory,
-			Token: fmt.Sprintf("%s-%d", c.Name, c.Incarnation),
+			Token: fmt.Sprintf("%s-%d-%d", c.Name, c.Incarnation, len(c.Attempts)),
 		})
 	}
 	if err == nil && len(insts) < c.NumNodes {
@@ -100,12 +112,20 @@ func (s *Server) bringUp(ctx context.Context, c *api.Cluster, p providers.Provid
 		s.launchFailed(ctx, c.Name, fmt.Errorf("provision: %w", err))
 		return
 	}
+	s.provisioned(ctx, c, p, insts, start)
+}
+
+// provisioned records a cluster's instances, bootstraps their agents and
+// marks the cluster UP.
+func (s *Server) provisioned(ctx context.Context, c *api.Cluster, p providers.Provider, insts []providers.Instance, start time.Time) {
 	nodes := make([]api.Node, len(insts))
-	region, zone := "", ""
+	region, zone := c.Region, c.Zone
 	for i, in := range insts {
 		nodes[i] = api.Node{Rank: in.Index, InstanceID: in.ID, IP: in.IP,
 			AgentAddr: net.JoinHostPort(in.IP, strconv.Itoa(api.AgentPort)), CPUs: in.CPUs, GPUs: in.GPUs}
-		region, zone = in.Region, in.Zone
+		if in.Region != "" {
+			region, zone = in.Region, in.Zone
+		}
 	}
 	if _, err := s.apply(fsm.NodesRecordedType, fsm.NodesRecorded{Cluster: c.Name, Nodes: nodes,
 		Cloud: p.Name(), Region: region, Zone: zone, At: time.Now().UTC()}); err != nil {
@@ -129,10 +149,12 @@ func (s *Server) launchFailed(ctx context.Context, cluster string, err error) {
 	if ctx.Err() != nil {
 		return // shutting down: the next leader resumes the launch
 	}
-	s.event(cluster, "Launch failed: "+err.Error())
+	// The failure is recorded before its event, so a client woken by the
+	// event finds the cluster's error already set.
 	if _, aerr := s.apply(fsm.LaunchFailedType, fsm.LaunchFailed{Cluster: cluster, Reason: err.Error(), At: time.Now().UTC()}); aerr != nil {
 		s.log.Warn("record launch failure", "cluster", cluster, "err", aerr)
 	}
+	s.event(cluster, "Launch failed: "+err.Error())
 }
 
 // bootstrapAll brings every node's agent up in parallel.
@@ -191,22 +213,33 @@ func (s *Server) stopCluster(ctx context.Context, c *api.Cluster, p providers.Pr
 	s.event(c.Name, fmt.Sprintf("Cluster %s is STOPPED.", c.Name))
 }
 
-// teardown terminates a cluster's instances and forgets the cluster only
-// once the provider confirms that none is left.
-func (s *Server) teardown(ctx context.Context, c *api.Cluster, p providers.Provider) {
-	if err := p.Terminate(ctx, c.Name); err != nil {
-		s.event(c.Name, "Terminate failed (will retry): "+err.Error())
-		return
+// teardown terminates a cluster's instances on every cloud an attempt
+// touched and forgets the cluster only once the providers confirm that
+// none is left.
+func (s *Server) teardown(ctx context.Context, c *api.Cluster) {
+	clouds := append([]string(nil), c.Clouds...)
+	if c.Cloud != "" && !slices.Contains(clouds, c.Cloud) {
+		clouds = append(clouds, c.Cloud)
 	}
-	left, err := p.Describe(ctx, c.Name)
-	if err != nil {
-		s.event(c.Name, "Terminate: could not confirm (will retry): "+err.Error())
-		return
-	}
-	for _, in := range left {
-		if in.State != providers.StateTerminated {
-			s.event(c.Name, fmt.Sprintf("Terminate: node %d (%s) is still %s (will retry).", in.Index, in.ID, in.State))
+	for _, cloud := range clouds {
+		p, err := s.provider(cloud)
+		if err != nil {
+			continue // nothing can have been created where no provider is
+		}
+		if err := p.Terminate(ctx, c.Name); err != nil {
+			s.event(c.Name, "Terminate failed (will retry): "+err.Error())
 			return
+		}
+		left, err := p.Describe(ctx, c.Name)
+		if err != nil {
+			s.event(c.Name, "Terminate: could not confirm (will retry): "+err.Error())
+			return
+		}
+		for _, in := range left {
+			if in.State != providers.StateTerminated {
+				s.event(c.Name, fmt.Sprintf("Terminate: node %d (%s) is still %s (will retry).", in.Index, in.ID, in.State))
+				return
+			}
 		}
 	}
 	if _, err := s.apply(fsm.ClusterRemovedType, fsm.ClusterRemoved{Cluster: c.Name}); err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/sky-coord/sky-coord/catalog"
 	"github.com/sky-coord/sky-coord/coordinator/fsm"
 	"github.com/sky-coord/sky-coord/coordinator/state"
 	"github.com/sky-coord/sky-coord/providers"
@@ -42,6 +43,14 @@ type Config struct {
 	AgentBinary string
 	Version     string
 	Logger      *slog.Logger
+	// Catalog prices the clouds' offers. When nil, the catalogs are read
+	// from CatalogHome (its catalogs/v8 cache, else the embedded snapshot)
+	// and read again when a cached file changes (`catalog update`).
+	Catalog     *catalog.Catalog
+	CatalogHome string
+	// RetryGap is the first wait between rounds of `--retry-until-up`
+	// (30 s when zero); it grows 1.5× a round, up to 5 minutes.
+	RetryGap time.Duration
 }
 
 // Server is one coordinator replica.
@@ -60,6 +69,8 @@ type Server struct {
 	changedMu sync.Mutex
 	changed   chan struct{} // closed and replaced after every applied entry
 
+	catalogs catalogCache
+
 	ctrl     *controller
 	watcher  *watcher
 	stopOnce sync.Once
@@ -70,6 +81,9 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.RetryGap == 0 {
+		cfg.RetryGap = 30 * time.Second
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)

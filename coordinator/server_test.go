@@ -86,7 +86,7 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 		{"unknown cloud", func() error {
 			_, err := c.Launch(ctx, api.LaunchRequest{Cluster: "c", Task: &spec.Task{NumNodes: 1, Resources: spec.Resources{Cloud: "aws"}}})
 			return err
-		}, 400, `cloud "aws" is not enabled`},
+		}, 400, `offered only on aws, which is not enabled here`},
 		{"missing blob", func() error {
 			_, err := c.Launch(ctx, api.LaunchRequest{Cluster: "c", Task: task, Blobs: []api.BlobRef{{Digest: strings.Repeat("b", 64), Dest: "~/sky_workdir"}}})
 			return err

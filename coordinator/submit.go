@@ -49,23 +49,32 @@ func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := req.Task
+	var existing *api.Cluster
+	s.read(func(st *state.Store) { existing, _ = st.Cluster(req.Cluster) })
 	cloud := strings.ToLower(t.Resources.Cloud)
-	if cloud == "" {
-		cloud = "local"
-	}
-	p, err := s.provider(cloud)
-	if err != nil {
-		s.fail(w, fmt.Errorf("%v: %w", err, errBadRequest))
-		return
-	}
-	if v, ok := p.(Validator); ok {
-		var dsts []string
-		for _, fm := range t.FileMounts {
-			dsts = append(dsts, fm.Dst)
-		}
-		if err := v.ValidateTask(providers.LaunchRequest{Cluster: req.Cluster, NumNodes: t.NumNodes, FileMountDsts: dsts}); err != nil {
-			s.fail(w, fmt.Errorf("%s: %w", strings.TrimSuffix(err.Error(), ": "+providers.ErrInvalidRequest.Error()), errBadRequest))
+	if existing != nil && len(existing.Nodes) > 0 {
+		cloud = existing.Cloud
+	} else {
+		// Fail now, before anything is recorded, when no offer fits.
+		plan, _, err := s.plan(t.Resources, t.NumNodes, nil, false)
+		if err != nil {
+			s.fail(w, fmt.Errorf("%v: %w", err, errBadRequest))
 			return
+		}
+		if len(plan) > 0 {
+			cloud = plan[0].Cloud
+		}
+	}
+	if p, err := s.provider(cloud); err == nil {
+		if v, ok := p.(Validator); ok {
+			var dsts []string
+			for _, fm := range t.FileMounts {
+				dsts = append(dsts, fm.Dst)
+			}
+			if err := v.ValidateTask(providers.LaunchRequest{Cluster: req.Cluster, NumNodes: t.NumNodes, FileMountDsts: dsts}); err != nil {
+				s.fail(w, fmt.Errorf("%s: %w", strings.TrimSuffix(err.Error(), ": "+providers.ErrInvalidRequest.Error()), errBadRequest))
+				return
+			}
 		}
 	}
 	sealed, err := s.sealSecrets(t)
@@ -74,8 +83,9 @@ func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now().UTC()
-	c := api.Cluster{Name: req.Cluster, NumNodes: t.NumNodes, Cloud: cloud, Infra: cloud,
-		Resources: clusterResources(t.NumNodes, t.Resources, cloud), User: req.User, Requested: t.Resources}
+	c := api.Cluster{Name: req.Cluster, NumNodes: t.NumNodes, Infra: cloud,
+		Resources: clusterResources(t.NumNodes, t.Resources, cloud), User: req.User, Requested: t.Resources,
+		RetryUntilUp: req.RetryUntilUp}
 	if req.Down {
 		c.DownAfterJob = -1 // the store fills in the job's ID
 	}

@@ -79,6 +79,8 @@ type CLI struct {
 	Bin  string
 	Home string
 	Dir  string // working directory of commands
+	// Env is added to every command's environment.
+	Env []string
 	// cred, when set, runs the commands as another user (NewCLIAs).
 	cred *syscall.Credential
 }
@@ -157,7 +159,7 @@ func (c *CLI) Run(args ...string) Result {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.Bin, args...)
 	cmd.Dir = c.Dir
-	cmd.Env = append(os.Environ(), "SKY_COORD_HOME="+c.Home, "NO_COLOR=1")
+	cmd.Env = append(append(os.Environ(), "SKY_COORD_HOME="+c.Home, "NO_COLOR=1"), c.Env...)
 	if c.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
 		cmd.Env = append(cmd.Env, "HOME="+c.Home)

@@ -254,6 +254,8 @@ func runServer(ctx context.Context, dataDir, bind, tokenFile, addrFile, localRoo
 		AgentBinary: agentBin,
 		Version:     version,
 		Logger:      logger,
+		CatalogHome: skyHome(),
+		RetryGap:    retryGap(),
 	})
 	if err != nil {
 		return err
@@ -309,4 +311,14 @@ func listen(bind, lastAddrFile string) (net.Listener, error) {
 // parent has not reaped yet (a zombie) does not count.
 func processAlive(pid int) bool {
 	return syscall.Kill(pid, 0) == nil && !procscan.Zombie(pid)
+}
+
+// retryGap is SKY_COORD_RETRY_GAP (a Go duration such as "2s"), the first
+// wait between rounds of --retry-until-up; 0 means the default (30 s).
+func retryGap() time.Duration {
+	d, err := time.ParseDuration(os.Getenv("SKY_COORD_RETRY_GAP"))
+	if err != nil || d < 0 {
+		return 0
+	}
+	return d
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/user"
 	"strings"
@@ -48,30 +50,77 @@ func currentUser() string {
 func launchCmd() *cobra.Command {
 	var tf taskFlags
 	var cluster string
-	var yes, detach, down, noSetup bool
+	var yes, detach, down, noSetup, dryRun, retryUntilUp bool
+	var output string
 	cmd := &cobra.Command{
 		Use:   "launch [flags] TASK.yaml",
 		Short: "Launch a cluster (or reuse one) and run a task on it",
-		Args:  cobra.ExactArgs(1),
+		Long: `Launch a cluster (or reuse one) and run a task on it.
+
+The optimizer picks the cheapest offer that fits the task's resources among
+the enabled infrastructure (see ` + "`sky-coord check`" + `), and on a failure (no
+capacity, quota, credentials) blocks that zone, region or cloud and tries
+the next offer. --dryrun prints the plan and stops; it weighs every cloud in
+the catalog, credentials or not.
+
+The local provider can simulate regions and zones for rehearsing failover,
+from $SKY_COORD_HOME/local.yaml:
+
+  regions:
+    local-a:
+      price: 1.0                  # per node-hour
+      zones:
+        local-a-1: {capacity: 0}  # no capacity
+        local-a-2: {fail: quota}  # fail: capacity | quota | credentials
+    local-b:
+      price: 2.0
+      zones:
+        local-b-1: {capacity: 8}`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if output != "" && output != "table" && output != "json" {
+				return &exitError{code: 2, msg: fmt.Sprintf("--output %q: use table or json", output)}
+			}
 			t, err := loadTask(args[0], &tf)
 			if err != nil {
 				return err
 			}
-			if cluster == "" {
-				cluster = generatedName()
-			}
-			if !yes && isTerminal(os.Stdin) && isTerminal(os.Stdout) {
-				fmt.Printf("Launching cluster %q: %d node(s), %s. Proceed? [Y/n] ", cluster, t.NumNodes, infraOf(t.Resources.Cloud))
-				line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
-				if a := strings.TrimSpace(strings.ToLower(line)); a != "" && a != "y" && a != "yes" {
-					return &exitError{code: 1, msg: "Aborted."}
-				}
-			}
 			c, err := connect(ctx)
 			if err != nil {
 				return err
+			}
+			if dryRun {
+				plan, err := c.Plan(ctx, api.PlanRequest{Task: t, DryRun: true})
+				if err != nil {
+					return planError(err)
+				}
+				if output == "json" {
+					return printJSON(map[string]any{"plan": plan.Plan})
+				}
+				printPlan(os.Stdout, plan.Plan, plan.Disabled)
+				fmt.Println("Dry run: nothing was provisioned.")
+				return nil
+			}
+			if cluster == "" {
+				cluster = generatedName()
+			}
+			existing, _ := c.Cluster(ctx, cluster)
+			if existing == nil || len(existing.Nodes) == 0 {
+				plan, err := c.Plan(ctx, api.PlanRequest{Task: t})
+				if err != nil {
+					return planError(err)
+				}
+				printPlan(os.Stdout, plan.Plan, nil)
+				if !yes && isTerminal(os.Stdin) && isTerminal(os.Stdout) {
+					fmt.Printf("Launching a new cluster %q. Proceed? [Y/n] ", cluster)
+					line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+					if a := strings.TrimSpace(strings.ToLower(line)); a != "" && a != "y" && a != "yes" {
+						return &exitError{code: 1, msg: "Aborted."}
+					}
+				}
+			} else {
+				fmt.Printf("%s Reusing cluster %s (%s, %s).\n", dim("⚙︎"), bold(cluster), existing.Infra, existing.Status)
 			}
 			start := time.Now()
 			blobs, err := uploadFiles(ctx, c, t, true)
@@ -79,7 +128,8 @@ func launchCmd() *cobra.Command {
 				return err
 			}
 			after := lastEventSeq(ctx, c, cluster)
-			resp, err := c.Launch(ctx, api.LaunchRequest{Cluster: cluster, Task: t, Blobs: blobs, User: currentUser(), Down: down, NoSetup: noSetup})
+			resp, err := c.Launch(ctx, api.LaunchRequest{Cluster: cluster, Task: t, Blobs: blobs, User: currentUser(),
+				Down: down, NoSetup: noSetup, RetryUntilUp: retryUntilUp})
 			if err != nil {
 				return err
 			}
@@ -101,6 +151,9 @@ func launchCmd() *cobra.Command {
 	f.BoolVarP(&detach, "detach-run", "d", false, "return once the job is submitted; do not stream its logs")
 	f.BoolVar(&down, "down", false, "tear the cluster down when the job ends")
 	f.BoolVar(&noSetup, "no-setup", false, "skip the setup step")
+	f.BoolVar(&dryRun, "dryrun", false, "print the plan (chosen offer, cost, alternatives) and stop")
+	f.StringVarP(&output, "output", "o", "", "with --dryrun: json prints {\"plan\": [...]}")
+	f.BoolVarP(&retryUntilUp, "retry-until-up", "r", false, "when every offer fails, keep retrying with backoff until one launches")
 	f.IntVar(&tf.numNodes, "num-nodes", 0, "override the task's num_nodes")
 	return cmd
 }
@@ -182,17 +235,22 @@ func lastEventSeq(ctx context.Context, c *client.Client, cluster string) uint64 
 // launch error.
 func waitUp(ctx context.Context, c *client.Client, cluster string, after uint64, start time.Time) error {
 	for {
-		cl, err := c.Cluster(ctx, cluster)
-		if err != nil {
-			return err
-		}
 		evs, err := c.Events(ctx, cluster, after, 0)
 		if err != nil {
 			return err
 		}
+		// The cluster is read after its events, so a failure recorded
+		// after the last event seen is never waited for.
+		cl, err := c.Cluster(ctx, cluster)
+		if err != nil {
+			return err
+		}
 		for _, e := range evs {
-			fmt.Printf("%s %s\n", dim("⚙︎"), e.Message)
 			after = e.Seq
+			if strings.HasPrefix(e.Message, "Launch failed: ") {
+				continue // printed below, once, as the command's error
+			}
+			fmt.Printf("%s %s\n", dim("⚙︎"), e.Message)
 		}
 		if cl.Error != "" {
 			return &exitError{code: 1, msg: fmt.Sprintf("launch of cluster %s failed: %s\nFix the cause, then run `sky-coord launch` again, or `sky-coord down %s` to clean up.", cluster, cl.Error, cluster)}
@@ -281,6 +339,15 @@ func streamLog(ctx context.Context, c *client.Client, cluster string, id int64, 
 func ignoreEOF(err error) error {
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		return nil
+	}
+	return err
+}
+
+// planError turns a rejected plan (no offer fits) into exit code 2.
+func planError(err error) error {
+	var ae *client.Error
+	if errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
+		return &exitError{code: 2, msg: "Error: " + ae.Message}
 	}
 	return err
 }

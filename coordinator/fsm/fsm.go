@@ -103,6 +103,12 @@ func (f *FSM) apply(t MessageType, body []byte) Result {
 			s.AddEvent(m.Cluster, m.Message, m.At)
 			return Result{}
 		})
+	case AttemptStartedType:
+		return as(body, func(m AttemptStarted) Result { return Result{Err: s.StartAttempt(m.Cluster, m.Attempt, m.At)} })
+	case AttemptFailedType:
+		return as(body, func(m AttemptFailed) Result { return Result{Err: s.FailAttempt(m.Cluster, m.N, m.Reason, m.Scope)} })
+	case RetryRoundType:
+		return as(body, func(m RetryRound) Result { return Result{Err: s.NextRound(m.Cluster, m.RetryAt)} })
 	}
 	if t&IgnoreUnknownFlag != 0 {
 		return Result{}

@@ -26,9 +26,12 @@ const (
 	JobCancelType       MessageType = 10
 	CancelDeliveredType MessageType = 11
 	ClusterEventType    MessageType = 12
+	AttemptStartedType  MessageType = 13
+	AttemptFailedType   MessageType = 14
+	RetryRoundType      MessageType = 15
 
 	// LastMessageType is the highest type this binary knows.
-	LastMessageType = ClusterEventType
+	LastMessageType = RetryRoundType
 )
 
 // IgnoreUnknownFlag may be OR-ed into a type by a newer version for an
@@ -123,6 +126,30 @@ type ClusterEvent struct {
 	Cluster string    `json:"cluster"`
 	Message string    `json:"message"`
 	At      time.Time `json:"at"`
+}
+
+// AttemptStarted records that the launcher tries one offer; a new leader
+// that finds it without an outcome retries the same offer with the same
+// idempotency key.
+type AttemptStarted struct {
+	Cluster string      `json:"cluster"`
+	Attempt api.Attempt `json:"attempt"`
+	At      time.Time   `json:"at"`
+}
+
+// AttemptFailed records why an attempt failed and what it blocks.
+type AttemptFailed struct {
+	Cluster string `json:"cluster"`
+	N       int    `json:"n"`
+	Reason  string `json:"reason"`
+	Scope   string `json:"scope"`
+}
+
+// RetryRound records that every offer failed and when, with
+// --retry-until-up, the next round starts.
+type RetryRound struct {
+	Cluster string    `json:"cluster"`
+	RetryAt time.Time `json:"retry_at"`
 }
 
 // Encode turns a message into a log entry: one type byte, then JSON.

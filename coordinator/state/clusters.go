@@ -20,9 +20,14 @@ func (s *Store) Launch(c api.Cluster, job api.Job, at time.Time) (int64, error) 
 			return 0, fmt.Errorf("requested resources do not match the existing cluster %q: the task needs %d nodes, the cluster has %d; use another cluster name or `down` this one first: %w",
 				c.Name, job.NumNodes, cur.NumNodes, ErrConflict)
 		}
+		if cur.Error != "" && len(cur.Nodes) == 0 {
+			// A launch that failed everywhere starts over.
+			cur.Attempts, cur.Round, cur.RetryAt = nil, 0, time.Time{}
+		}
 		cur.Desired = api.DesiredUp
 		cur.Error = ""
 		cur.DownAfterJob = 0
+		cur.RetryUntilUp = c.RetryUntilUp
 	} else {
 		s.Incarnations[c.Name]++
 		c.Incarnation = s.Incarnations[c.Name]
@@ -87,9 +92,10 @@ func (s *Store) RecordNodes(cluster string, nodes []api.Node, cloud, region, zon
 	}
 	c.Nodes = append([]api.Node(nil), nodes...)
 	c.Cloud, c.Region, c.Zone = cloud, region, zone
-	c.Infra = cloud
-	if region != "" && region != cloud {
-		c.Infra += "/" + region
+	c.Infra = infra(cloud, region, zone)
+	addCloud(c, cloud)
+	if n := len(c.Attempts); n > 0 && c.Attempts[n-1].Outcome == api.AttemptRunning {
+		c.Attempts[n-1].Outcome = api.AttemptLaunched
 	}
 	c.HeadIP = ""
 	if len(nodes) > 0 {
@@ -177,5 +183,69 @@ func (s *Store) RemoveCluster(cluster string) error {
 	delete(s.Clusters, cluster)
 	delete(s.Jobs, cluster)
 	delete(s.Events, cluster)
+	return nil
+}
+
+func infra(cloud, region, zone string) string {
+	s := cloud
+	if region != "" && region != cloud {
+		s += "/" + region
+	}
+	if zone != "" {
+		s += "/" + zone
+	}
+	return s
+}
+
+func addCloud(c *api.Cluster, cloud string) {
+	for _, x := range c.Clouds {
+		if x == cloud {
+			return
+		}
+	}
+	c.Clouds = append(c.Clouds, cloud)
+}
+
+// StartAttempt records that the launcher is trying one offer.
+func (s *Store) StartAttempt(cluster string, a api.Attempt, at time.Time) error {
+	c, ok := s.Clusters[cluster]
+	if !ok {
+		return fmt.Errorf("cluster %q: %w", cluster, ErrNotFound)
+	}
+	a.N = len(c.Attempts) + 1
+	a.Round = c.Round
+	a.Outcome = api.AttemptRunning
+	a.StartedAt = at
+	c.Attempts = append(c.Attempts, a)
+	c.Cloud, c.Region, c.Zone, c.InstanceType = a.Cloud, a.Region, a.Zone, a.InstanceType
+	c.HourlyCost = a.HourlyCost
+	c.Infra = infra(a.Cloud, a.Region, a.Zone)
+	addCloud(c, a.Cloud)
+	return nil
+}
+
+// FailAttempt records why attempt n failed and what it blocks.
+func (s *Store) FailAttempt(cluster string, n int, reason, scope string) error {
+	c, ok := s.Clusters[cluster]
+	if !ok {
+		return fmt.Errorf("cluster %q: %w", cluster, ErrNotFound)
+	}
+	if n < 1 || n > len(c.Attempts) {
+		return fmt.Errorf("cluster %q has no attempt %d: %w", cluster, n, ErrNotFound)
+	}
+	a := &c.Attempts[n-1]
+	a.Outcome, a.Reason, a.Scope = api.AttemptFailed, reason, scope
+	return nil
+}
+
+// NextRound records that every offer failed and, for --retry-until-up,
+// when the next round of attempts may start.
+func (s *Store) NextRound(cluster string, retryAt time.Time) error {
+	c, ok := s.Clusters[cluster]
+	if !ok {
+		return fmt.Errorf("cluster %q: %w", cluster, ErrNotFound)
+	}
+	c.Round++
+	c.RetryAt = retryAt
 	return nil
 }

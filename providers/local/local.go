@@ -12,7 +12,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,6 +29,9 @@ const Name = "local"
 // Provider keeps its nodes under Root/clusters/<cluster>/node-<i>.
 type Provider struct {
 	Root string
+	// ConfigPath is local.yaml, the simulated regions and zones (see Sim);
+	// empty or missing means one region, "local", without limits.
+	ConfigPath string
 	// mu serializes changes within this process; the address lock file
 	// serializes them across processes.
 	mu sync.Mutex
@@ -38,17 +40,22 @@ type Provider struct {
 var _ providers.Provider = (*Provider)(nil)
 
 // New returns a provider rooted at dir.
-func New(dir string) *Provider { return &Provider{Root: dir} }
+// Its simulated regions are read from local.yaml beside dir.
+func New(dir string) *Provider {
+	return &Provider{Root: dir, ConfigPath: filepath.Join(filepath.Dir(dir), "local.yaml")}
+}
 
 // Name implements providers.Provider.
 func (p *Provider) Name() string { return Name }
 
 // record is what the provider keeps per node, in node.json beside the home.
 type record struct {
-	ID    string                  `json:"id"`
-	Index int                     `json:"index"`
-	IP    string                  `json:"ip"`
-	State providers.InstanceState `json:"state"`
+	ID     string                  `json:"id"`
+	Index  int                     `json:"index"`
+	IP     string                  `json:"ip"`
+	Region string                  `json:"region,omitempty"`
+	Zone   string                  `json:"zone,omitempty"`
+	State  providers.InstanceState `json:"state"`
 }
 
 func (p *Provider) clusterDir(cluster string) string {
@@ -116,6 +123,14 @@ func (p *Provider) Launch(ctx context.Context, req providers.LaunchRequest) ([]p
 	if err != nil {
 		return nil, err
 	}
+	have, err := p.records(req.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	pl, err := p.placeFor(req, len(have))
+	if err != nil {
+		return nil, err
+	}
 	var out []providers.Instance
 	for i := 0; i < req.NumNodes; i++ {
 		rec, err := p.readRecord(req.Cluster, i)
@@ -128,7 +143,7 @@ func (p *Provider) Launch(ctx context.Context, req providers.LaunchRequest) ([]p
 				return nil, fmt.Errorf("launch node %d of cluster %q: %w", i, req.Cluster, err)
 			}
 			used[ip] = true
-			rec = &record{ID: fmt.Sprintf("local-%s-%d", req.Cluster, i), Index: i, IP: ip}
+			rec = &record{ID: fmt.Sprintf("local-%s-%d", req.Cluster, i), Index: i, IP: ip, Region: pl.region, Zone: pl.zone}
 			if err := os.MkdirAll(p.NodeHome(req.Cluster, i), 0o755); err != nil {
 				return nil, fmt.Errorf("launch node %d of cluster %q: %w", i, req.Cluster, err)
 			}
@@ -143,8 +158,13 @@ func (p *Provider) Launch(ctx context.Context, req providers.LaunchRequest) ([]p
 }
 
 func (p *Provider) instance(r *record) providers.Instance {
-	return providers.Instance{ID: r.ID, Index: r.Index, IP: r.IP, Region: Name,
-		State: r.State, CPUs: runtime.NumCPU()}
+	region := r.Region
+	if region == "" {
+		region = DefaultRegion
+	}
+	m := machine()
+	return providers.Instance{ID: r.ID, Index: r.Index, IP: r.IP, Region: region, Zone: r.Zone,
+		State: r.State, CPUs: m.cpus, GPUs: m.gpus}
 }
 
 // Describe implements providers.Provider.
