@@ -133,6 +133,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/node/exec", a.handleExec)
 	mux.HandleFunc("POST /v1/node/kill", a.handleKill)
 	mux.HandleFunc("POST /v1/shutdown", a.handleShutdown)
+	mux.HandleFunc("GET /v1/shell", a.handleShell)
 	want := []byte("Bearer " + a.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {

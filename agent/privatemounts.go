@@ -134,12 +134,18 @@ func (a *Agent) binds() ([][2]string, error) {
 // node has private mounts, `sky-agent __nsexec bash` in a new mount
 // namespace.
 func (a *Agent) jobCommand(script string, env []string) (*exec.Cmd, error) {
+	return a.nodeCommand([]string{"/bin/bash", script}, env)
+}
+
+// nodeCommand is argv run as the node runs jobs: in its home, with the
+// node's private view of file_mounts when it has one.
+func (a *Agent) nodeCommand(argv, env []string) (*exec.Cmd, error) {
 	binds, err := a.binds()
 	if err != nil {
 		return nil, err
 	}
 	if len(binds) == 0 {
-		cmd := exec.Command("/bin/bash", script)
+		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Dir, cmd.Env = a.cfg.Home, env
 		return cmd, nil
 	}
@@ -148,7 +154,7 @@ func (a *Agent) jobCommand(script string, env []string) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("find the agent binary for private mounts: %w", err)
 	}
 	data, _ := json.Marshal(binds)
-	cmd := exec.Command(self, "__nsexec", "/bin/bash", script)
+	cmd := exec.Command(self, append([]string{"__nsexec"}, argv...)...)
 	cmd.Dir, cmd.Env = a.cfg.Home, append(env, NSExecEnv+"="+string(data))
 	attr, extraEnv, err := newMountNamespace()
 	if err != nil {

@@ -18,7 +18,9 @@ const mod = "github.com/sky-coord/sky-coord/"
 // not listed (cmd/*, testenv, e2e, archtest, examples) may import anything.
 // Beyond DESIGN.md: transfer (workdir archives, shared by client and
 // agent) and procscan (finding a node's processes by their environment
-// marker, shared by agent and the local provider) are stdlib-only L0
+// marker, shared by agent and the local provider) and ptystream (the
+// framing of `sky-coord ssh` sessions, shared by agent, coordinator and
+// client) are stdlib-only L0
 // packages, and bootstrap and providers/* may use api for the agent's wire
 // types; providers/* may use catalog (what providers may) for the offers
 // they make beside the catalogs (the local machine, ssh pools).
@@ -26,6 +28,7 @@ var allowed = map[string][]string{
 	"spec":              {},
 	"transfer":          {},
 	"procscan":          {},
+	"ptystream":         {},
 	"catalog":           {"spec"},
 	"api":               {"spec"},
 	"providers":         {"spec", "catalog"},
@@ -34,9 +37,9 @@ var allowed = map[string][]string{
 	"coordinator/state": {"spec", "api"},
 	"coordinator/fsm":   {"coordinator/state", "api", "spec"},
 	"providers/local":   {"providers", "bootstrap", "api", "spec", "procscan", "catalog"},
-	"agent":             {"api", "spec", "mounts", "transfer", "procscan"},
-	"coordinator":       {"coordinator/fsm", "coordinator/state", "api", "spec", "catalog", "providers", "bootstrap"},
-	"client":            {"api", "spec"},
+	"agent":             {"api", "spec", "mounts", "transfer", "procscan", "ptystream"},
+	"coordinator":       {"coordinator/fsm", "coordinator/state", "api", "spec", "catalog", "providers", "bootstrap", "ptystream"},
+	"client":            {"api", "spec", "ptystream"},
 }
 
 // pure packages may not reach a clock, randomness, the network or files.

@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 
 	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/ptystream"
 )
 
 // Client talks to one coordinator.
@@ -212,4 +214,60 @@ func (c *Client) Plan(ctx context.Context, req api.PlanRequest) (*api.PlanRespon
 func (c *Client) Check(ctx context.Context) ([]api.CloudCheck, error) {
 	var out []api.CloudCheck
 	return out, c.call(ctx, http.MethodGet, "/v1/check", nil, &out)
+}
+
+// ShellOptions shape a `sky-coord ssh` session.
+type ShellOptions struct {
+	Node       int
+	Rows, Cols int
+	Term       string
+	// Command runs `bash -lc Command`; empty opens a login shell.
+	Command string
+}
+
+// Shell opens an interactive session on a node of a cluster: the returned
+// connection speaks ptystream frames.
+func (c *Client) Shell(ctx context.Context, cluster string, o ShellOptions) (*ptystream.Conn, error) {
+	q := url.Values{}
+	q.Set("node", strconv.Itoa(o.Node))
+	if o.Rows > 0 && o.Cols > 0 {
+		q.Set("rows", strconv.Itoa(o.Rows))
+		q.Set("cols", strconv.Itoa(o.Cols))
+	}
+	if o.Term != "" {
+		q.Set("term", o.Term)
+	}
+	if o.Command != "" {
+		q.Set("cmd", o.Command)
+	}
+	u, err := url.Parse(c.base)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("reach the coordinator at %s: %w", c.base, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/clusters/"+url.PathEscape(cluster)+"/shell?"+q.Encode(), nil)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	s, err := ptystream.Dial(conn, req)
+	if err != nil {
+		conn.Close()
+		var he *ptystream.HTTPError
+		if errors.As(err, &he) {
+			var e api.Error
+			msg := he.Body
+			if json.Unmarshal([]byte(he.Body), &e) == nil && e.Error != "" {
+				msg = e.Error
+			}
+			return nil, &Error{Status: he.Status, Message: msg}
+		}
+		return nil, err
+	}
+	return s, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -17,14 +18,23 @@ import (
 
 // agentClient calls agents' HTTP APIs.
 type agentClient struct {
-	http *http.Client
+	http   *http.Client
+	dialer net.Dialer
 }
 
 func newAgentClient() *agentClient {
+	a := &agentClient{dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil // agents are on the cluster network, never behind a proxy
 	tr.MaxIdleConnsPerHost = 4
-	return &agentClient{http: &http.Client{Transport: tr}}
+	tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return a.dial(ctx, addr) }
+	a.http = &http.Client{Transport: tr}
+	return a
+}
+
+// dial opens a connection to an agent's API address.
+func (a *agentClient) dial(ctx context.Context, addr string) (net.Conn, error) {
+	return a.dialer.DialContext(ctx, "tcp", addr)
 }
 
 func (a *agentClient) do(ctx context.Context, method, addr, token, path string, body any, out any) error {

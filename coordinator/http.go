@@ -40,6 +40,7 @@ func (s *Server) routes() http.Handler {
 	user("GET /v1/clusters/{name}/jobs/{id}/log", s.handleLog)
 	user("POST /v1/clusters/{name}/cancel", s.handleCancel)
 	user("GET /v1/clusters/{name}/events", s.handleEvents)
+	user("GET /v1/clusters/{name}/shell", s.handleShell)
 	user("POST /v1/shutdown", s.handleShutdown)
 	// Agents authenticate with their cluster's token.
 	mux.HandleFunc("GET /v1/blobs/{digest}", s.handleBlobGet)
