@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sky-coord/sky-coord/api"
@@ -65,6 +66,9 @@ type Agent struct {
 	procs   map[int64]map[int]*proc // running process groups, by job and pid
 	killed  map[int64]time.Time     // jobs killed on this node, by when
 	closing bool
+
+	// members is this node's gossip view (nil without gossip).
+	members atomic.Pointer[membership]
 
 	pipelines sync.WaitGroup
 	senders   sync.WaitGroup
@@ -165,6 +169,21 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 			a.log.Warn("re-create private mountpoints", "err", err)
 		}
 		defer a.releasePrivateMounts()
+	}
+	if a.cfg.GossipBind != "" {
+		key, err := gossipKey(a.cfg.GossipKey)
+		if err != nil {
+			return err
+		}
+		m, err := startGossip(a.ctx, gossipConfig{Bind: a.cfg.GossipBind, Key: key, Peers: a.cfg.Peers, Log: a.log,
+			Meta: api.NodeMeta{ID: a.cfg.NodeID, Rank: a.cfg.Rank, IP: a.cfg.IP, Addr: a.cfg.Bind,
+				GPUs: a.gpus(), Version: a.version, State: "ready"},
+			OnLost: a.nodeLost})
+		if err != nil {
+			return err
+		}
+		a.members.Store(m)
+		defer m.stop()
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -70,7 +70,14 @@ type fakeCoord struct {
 	mu         sync.Mutex
 	blobs      map[string][]byte
 	events     []api.JobEvent
+	nodeEvs    []api.NodeEvent
 	failEvents int // answer 503 to this many event posts first
+}
+
+func (c *fakeCoord) nodeEvents() []api.NodeEvent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]api.NodeEvent(nil), c.nodeEvs...)
 }
 
 func newFakeCoord(t *testing.T, token string) *fakeCoord {
@@ -100,6 +107,17 @@ func newFakeCoord(t *testing.T, token string) *fakeCoord {
 			return
 		}
 		c.events = append(c.events, ev)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /v1/agent/node-events", func(w http.ResponseWriter, r *http.Request) {
+		var ev api.NodeEvent
+		if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		c.mu.Lock()
+		c.nodeEvs = append(c.nodeEvs, ev)
+		c.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	})
 	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -164,6 +182,12 @@ type testCluster struct {
 // a fake coordinator; all stop when the test ends.
 func newCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
+	return newClusterWith(t, n, nil)
+}
+
+// newClusterWith is newCluster with each agent's config changed by mut.
+func newClusterWith(t *testing.T, n int, mut func(*api.AgentConfig)) *testCluster {
+	t.Helper()
 	var rb [6]byte
 	_, _ = rand.Read(rb[:])
 	token := "tok-" + hex.EncodeToString(rb[:])
@@ -186,6 +210,9 @@ func newCluster(t *testing.T, n int) *testCluster {
 			Marker:         fmt.Sprintf("test-%s-%d", hex.EncodeToString(rb[:]), i),
 			CPUs:           4,
 			GPUs:           2,
+		}
+		if mut != nil {
+			mut(&cfg)
 		}
 		tl := &testLog{t: t}
 		a, err := New(cfg, Options{

@@ -28,6 +28,7 @@ func (a *Agent) handleHealth(w http.ResponseWriter, r *http.Request) {
 		CPUs:       cpus,
 		GPUs:       a.gpus(),
 		Jobs:       a.jobIDs(),
+		Members:    a.members.Load().membersOrNil(),
 	})
 }
 

@@ -120,6 +120,9 @@ func (a *Agent) finish(j *job, out outcome) {
 	case errors.Is(cause, errCancelled):
 		out = outcome{status: api.JobCancelled, msg: "cancelled by the user"}
 		line = fmt.Sprintf("Job %d was cancelled; its processes were stopped on every node.", spec.JobID)
+	case errors.As(cause, new(*nodeLostError)):
+		out = outcome{status: api.JobFailed, msg: fmt.Sprintf("Job %d failed: %v; the processes on the other nodes were stopped (137)", spec.JobID, cause)}
+		line = "ERROR: " + out.msg + "."
 	default:
 		out = outcome{status: api.JobFailedDriver, msg: "the head node's agent shut down while the job ran"}
 		line = fmt.Sprintf("ERROR: Job %d stopped: %s.", spec.JobID, out.msg)
@@ -317,6 +320,15 @@ func (a *Agent) execOn(ctx context.Context, t target, rl *runLog) result {
 		err = errNoExit
 	}
 	r.code = 255
+	if m := a.members.Load(); ctx.Err() == nil && m != nil && t.node.Rank != a.cfg.Rank {
+		// The stream broke: wait for gossip's verdict on the node. A
+		// dead node stops the whole job with its name; a live one fails
+		// only this rank.
+		if why := m.waitLost(ctx, t.node.Rank, LossBound); why != "" {
+			a.stopJobsOn(t.node.Rank, why)
+			return r
+		}
+	}
 	if ctx.Err() == nil {
 		a.log.Warn("exec on node failed", "job", t.req.JobID, "kind", t.req.Kind, "node", t.node.Rank, "err", err)
 		rl.line(fmt.Sprintf("ERROR: %s on node %d (%s) failed: %v", t.req.Kind, t.node.Rank, t.node.IP, err))

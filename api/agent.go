@@ -37,6 +37,39 @@ type AgentConfig struct {
 	// destinations outside its home: nodes that share a machine (the
 	// local provider) each see their own /data.
 	PrivateMounts bool `json:"private_mounts,omitempty"`
+	// Gossip: the cluster's agents form a memberlist cluster on
+	// GossipBind (IP:GossipPort), encrypted with GossipKey (base64, 32
+	// bytes, made by the coordinator per cluster incarnation), joining
+	// through Peers (every node's gossip address, head first).
+	GossipBind string   `json:"gossip_bind,omitempty"`
+	GossipKey  string   `json:"gossip_key,omitempty"`
+	Peers      []string `json:"peers,omitempty"`
+}
+
+// GossipPort is the memberlist port agents use on their node's address.
+const GossipPort = 46591
+
+// NodeMeta is what each agent tells the others by gossip.
+type NodeMeta struct {
+	ID      string `json:"id"`
+	Rank    int    `json:"rank"`
+	IP      string `json:"ip"`
+	Addr    string `json:"addr"` // agent API address
+	GPUs    int    `json:"gpus"`
+	Version string `json:"version"`
+	State   string `json:"state"` // "ready"
+}
+
+// NodeEvent is what an agent reports about another node: the head about a
+// worker it lost, a surviving worker about a lost head.
+type NodeEvent struct {
+	Cluster  string `json:"cluster"`
+	Rank     int    `json:"rank"`
+	NodeID   string `json:"node_id"`
+	IP       string `json:"ip"`
+	Lost     bool   `json:"lost"`
+	Reason   string `json:"reason"`
+	Reporter int    `json:"reporter"` // rank of the reporting node
 }
 
 // MarkerEnv is the environment variable that carries AgentConfig.Marker.
@@ -56,6 +89,8 @@ type AgentHealth struct {
 	// started (running or ended): a dispatched job missing here was lost
 	// with a previous agent process.
 	Jobs []int64 `json:"jobs,omitempty"`
+	// Members are the live nodes this agent sees by gossip, by rank.
+	Members []NodeMeta `json:"members,omitempty"`
 }
 
 // AgentNode is one node of a cluster as the head sees it.
