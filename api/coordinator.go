@@ -153,6 +153,9 @@ type Node struct {
 	CPUs       int    `json:"cpus"`
 	GPUs       int    `json:"gpus"`
 	Healthy    bool   `json:"healthy"`
+	// Lost is set when the node died (preempted, cut off): the cluster
+	// stays INIT until `start` or a relaunch brings it back.
+	Lost string `json:"lost,omitempty"`
 }
 
 // Job is one job of a cluster's queue.

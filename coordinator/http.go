@@ -45,6 +45,7 @@ func (s *Server) routes() http.Handler {
 	// Agents authenticate with their cluster's token.
 	mux.HandleFunc("GET /v1/blobs/{digest}", s.handleBlobGet)
 	mux.HandleFunc("POST /v1/agent/job-events", s.handleJobEvent)
+	mux.HandleFunc("POST /v1/agent/node-events", s.handleNodeEvent)
 	return mux
 }
 
@@ -171,6 +172,26 @@ func (s *Server) handleBlobGet(w http.ResponseWriter, r *http.Request) {
 	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	_, _ = io.Copy(w, f)
+}
+
+// handleNodeEvent records a node an agent saw die (by gossip): the
+// cluster is INIT (degraded) until `start` or a relaunch repairs it.
+func (s *Server) handleNodeEvent(w http.ResponseWriter, r *http.Request) {
+	var ev api.NodeEvent
+	if err := decodeBody(r, &ev); err != nil {
+		s.fail(w, err)
+		return
+	}
+	if !s.agentAuthorized(r, ev.Cluster) {
+		writeError(w, http.StatusUnauthorized, errors.New("missing or wrong token"))
+		return
+	}
+	if !ev.Lost {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	go s.confirmNodeLost(ev.Cluster, ev.Rank, ev.Reason)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) handleJobEvent(w http.ResponseWriter, r *http.Request) {

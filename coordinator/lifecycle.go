@@ -51,6 +51,8 @@ func (s *Server) reconcile(ctx context.Context, name string) {
 	switch {
 	case c.Desired == api.DesiredStopped && c.Status != api.ClusterStopped:
 		s.stopCluster(ctx, c, p)
+	case c.Desired == api.DesiredUp && c.Status == api.ClusterInit && state.Degraded(c):
+		// A node was lost: the cluster waits for `start` or a relaunch.
 	case c.Desired == api.DesiredUp && c.Status == api.ClusterInit:
 		s.bringUp(ctx, c, p, false)
 	case c.Desired == api.DesiredUp && c.Status == api.ClusterStopped:
@@ -134,7 +136,11 @@ func (s *Server) provisioned(ctx context.Context, c *api.Cluster, p providers.Pr
 	}
 	s.event(c.Name, fmt.Sprintf("Provisioned %d node(s) in %s.", len(nodes), time.Since(start).Round(time.Millisecond)))
 
-	if err := s.bootstrapAll(ctx, c, p, insts); err != nil {
+	ips := make([]string, len(insts))
+	for i, in := range insts {
+		ips[i] = in.IP
+	}
+	if err := s.bootstrapAll(ctx, c, p, insts, gossipPeers(ips)); err != nil {
 		s.launchFailed(ctx, c.Name, err)
 		return
 	}
@@ -157,8 +163,18 @@ func (s *Server) launchFailed(ctx context.Context, cluster string, err error) {
 	s.event(cluster, "Launch failed: "+err.Error())
 }
 
-// bootstrapAll brings every node's agent up in parallel.
-func (s *Server) bootstrapAll(ctx context.Context, c *api.Cluster, p providers.Provider, insts []providers.Instance) error {
+// gossipPeers are the gossip addresses of a cluster's nodes, head first.
+func gossipPeers(ips []string) []string {
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = net.JoinHostPort(ip, strconv.Itoa(api.GossipPort))
+	}
+	return out
+}
+
+// bootstrapAll brings the agents of insts up in parallel; peers are the
+// gossip addresses of all the cluster's nodes.
+func (s *Server) bootstrapAll(ctx context.Context, c *api.Cluster, p providers.Provider, insts []providers.Instance, peers []string) error {
 	conn, ok := p.(Connector)
 	if !ok {
 		return fmt.Errorf("provider %s cannot reach its nodes to install the agent", p.Name())
@@ -170,14 +186,14 @@ func (s *Server) bootstrapAll(ctx context.Context, c *api.Cluster, p providers.P
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.bootstrapNode(ctx, c, conn, in, token)
+			errs[i] = s.bootstrapNode(ctx, c, conn, in, token, peers)
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-func (s *Server) bootstrapNode(ctx context.Context, c *api.Cluster, conn Connector, in providers.Instance, token string) error {
+func (s *Server) bootstrapNode(ctx context.Context, c *api.Cluster, conn Connector, in providers.Instance, token string, peers []string) error {
 	t, err := conn.Transport(ctx, in)
 	if err != nil {
 		return fmt.Errorf("node %d (%s): connect: %w", in.Index, in.IP, err)
@@ -188,6 +204,8 @@ func (s *Server) bootstrapNode(ctx context.Context, c *api.Cluster, conn Connect
 		Cluster: c.Name, Rank: in.Index, NodeID: in.ID, IP: in.IP, Bind: addr,
 		Home: t.Home(), CoordinatorURL: "http://" + s.addr, Token: token,
 		Marker: t.Home(), CPUs: in.CPUs, GPUs: in.GPUs,
+		GossipBind: net.JoinHostPort(in.IP, strconv.Itoa(api.GossipPort)),
+		GossipKey:  s.gossipKey(c.Name, c.Incarnation), Peers: peers,
 	}
 	if pm, ok := conn.(privateMounter); ok {
 		cfg.PrivateMounts = pm.PrivateFileMounts()

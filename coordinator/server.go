@@ -9,6 +9,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -214,6 +215,14 @@ func (s *Server) agentToken(cluster string, incarnation uint64) string {
 	m := hmac.New(sha256.New, s.secret)
 	m.Write([]byte(cluster + "\x00" + strconv.FormatUint(incarnation, 10)))
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// gossipKey is a cluster incarnation's memberlist key (AES-256, base64),
+// derived like the agent token so it is never stored.
+func (s *Server) gossipKey(cluster string, incarnation uint64) string {
+	m := hmac.New(sha256.New, s.secret)
+	m.Write([]byte("gossip\x00" + cluster + "\x00" + strconv.FormatUint(incarnation, 10)))
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
 }
 
 func loadOrCreateSecret(path string) ([]byte, error) {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/coordinator/fsm"
+	"github.com/sky-coord/sky-coord/coordinator/state"
 	"github.com/sky-coord/sky-coord/providers"
 )
 
@@ -120,21 +122,95 @@ func (s *Server) watch(ctx context.Context, c *api.Cluster, p providers.Provider
 	if len(down) == 0 {
 		return
 	}
-	s.event(c.Name, fmt.Sprintf("%d node agent(s) not answering (first: node %d, %v); restarting them.", len(down), down[0], errs[down[0]]))
 	insts, err := p.Describe(ctx, c.Name)
 	if err != nil {
 		s.event(c.Name, "Could not list the cluster's nodes (will retry): "+err.Error())
 		return
 	}
 	var restart []providers.Instance
-	for _, in := range insts {
-		if slices.Contains(down, in.Index) {
-			restart = append(restart, in)
+	for _, rank := range down {
+		i := slices.IndexFunc(insts, func(in providers.Instance) bool { return in.Index == rank })
+		if i < 0 || insts[i].State != providers.StateRunning {
+			// The instance itself is gone (preempted, terminated): a
+			// lost node, not a crashed agent.
+			state := "gone"
+			if i >= 0 {
+				state = string(insts[i].State)
+			}
+			s.nodeLost(c.Name, rank, fmt.Sprintf("node %d (%s) is %s according to %s", rank, c.Nodes[rank].IP, state, p.Name()))
+			continue
 		}
+		restart = append(restart, insts[i])
 	}
-	if err := s.bootstrapAll(ctx, c, p, restart); err != nil {
+	if len(restart) == 0 {
+		return
+	}
+	s.event(c.Name, fmt.Sprintf("%d node agent(s) not answering (first: node %d, %v); restarting them.", len(restart), restart[0].Index, errs[restart[0].Index]))
+	ips := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		ips[i] = n.IP
+	}
+	if err := s.bootstrapAll(ctx, c, p, restart, gossipPeers(ips)); err != nil {
 		s.event(c.Name, "Could not restart the node agents (will retry): "+err.Error())
 		return
 	}
 	s.event(c.Name, fmt.Sprintf("Restarted %d node agent(s).", len(restart)))
+}
+
+// confirmNodeLost checks an agent's report of a dead node with the
+// provider: gossip cannot tell a dead machine from a dead agent. An
+// instance that still runs had only its agent die, which the watch
+// restarts; one that is gone is a lost node.
+func (s *Server) confirmNodeLost(cluster string, rank int, reason string) {
+	var c *api.Cluster
+	s.read(func(st *state.Store) { c, _ = st.Cluster(cluster) })
+	if c == nil || rank < 0 || rank >= len(c.Nodes) {
+		return
+	}
+	p, err := s.provider(c.Cloud)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	insts, err := p.Describe(ctx, cluster)
+	if err != nil {
+		s.nodeLost(cluster, rank, reason) // the provider cannot vouch for it
+		return
+	}
+	for _, in := range insts {
+		if in.Index == rank && in.State == providers.StateRunning {
+			s.log.Info("node reported lost, but its instance runs: the agent will be restarted", "cluster", cluster, "rank", rank, "reason", reason)
+			return
+		}
+	}
+	s.nodeLost(cluster, rank, reason)
+}
+
+// nodeLost records a dead node: the cluster goes INIT (degraded) and
+// waits for `start` or a relaunch. A lost head takes its jobs' driver with
+// it: they end FAILED_DRIVER.
+func (s *Server) nodeLost(cluster string, rank int, reason string) {
+	var c *api.Cluster
+	var jobs []*api.Job
+	s.read(func(st *state.Store) {
+		c, _ = st.Cluster(cluster)
+		jobs = st.ListJobs(cluster)
+	})
+	if c == nil || rank < 0 || rank >= len(c.Nodes) || c.Nodes[rank].Lost != "" || c.Desired != api.DesiredUp {
+		return
+	}
+	if _, err := s.apply(fsm.NodeLostType, fsm.NodeLost{Cluster: cluster, Rank: rank, Reason: reason, At: time.Now().UTC()}); err != nil {
+		s.log.Warn("record lost node", "cluster", cluster, "rank", rank, "err", err)
+		return
+	}
+	s.event(cluster, fmt.Sprintf("Node %d lost: %s. The cluster is INIT (degraded): `sky-coord start %s` brings the node back; `sky-coord down %s` removes the cluster.", rank, reason, cluster, cluster))
+	if rank == 0 {
+		for _, j := range jobs {
+			if j.Dispatched && !j.Status.Terminal() {
+				s.failJob(cluster, j.ID, fmt.Errorf("the head node was lost: %s", reason))
+			}
+		}
+	}
+	s.ctrl.poke()
 }

@@ -278,6 +278,15 @@ func renderClusters(w io.Writer, clusters []*api.Cluster, now time.Time) {
 		if cl.Error != "" {
 			status += " (launch failed)"
 		}
+		var lost []string
+		for _, n := range cl.Nodes {
+			if n.Lost != "" {
+				lost = append(lost, strconv.Itoa(n.Rank))
+			}
+		}
+		if len(lost) > 0 {
+			status += " (node " + strings.Join(lost, ", ") + " lost)"
+		}
 		rows = append(rows, []string{cl.Name, cl.Infra, cl.Resources, status, "-", ago(cl.LaunchedAt, now)})
 	}
 	table(w, []string{"NAME", "INFRA", "RESOURCES", "STATUS", "AUTOSTOP", "LAUNCHED"}, rows)

@@ -109,6 +109,8 @@ func (f *FSM) apply(t MessageType, body []byte) Result {
 		return as(body, func(m AttemptFailed) Result { return Result{Err: s.FailAttempt(m.Cluster, m.N, m.Reason, m.Scope)} })
 	case RetryRoundType:
 		return as(body, func(m RetryRound) Result { return Result{Err: s.NextRound(m.Cluster, m.RetryAt)} })
+	case NodeLostType:
+		return as(body, func(m NodeLost) Result { return Result{Err: s.LoseNode(m.Cluster, m.Rank, m.Reason, m.At)} })
 	}
 	if t&IgnoreUnknownFlag != 0 {
 		return Result{}

@@ -29,9 +29,10 @@ const (
 	AttemptStartedType  MessageType = 13
 	AttemptFailedType   MessageType = 14
 	RetryRoundType      MessageType = 15
+	NodeLostType        MessageType = 16
 
 	// LastMessageType is the highest type this binary knows.
-	LastMessageType = RetryRoundType
+	LastMessageType = NodeLostType
 )
 
 // IgnoreUnknownFlag may be OR-ed into a type by a newer version for an
@@ -150,6 +151,15 @@ type AttemptFailed struct {
 type RetryRound struct {
 	Cluster string    `json:"cluster"`
 	RetryAt time.Time `json:"retry_at"`
+}
+
+// NodeLost records a node that died (gossip's verdict, or the provider
+// reporting its instance gone).
+type NodeLost struct {
+	Cluster string    `json:"cluster"`
+	Rank    int       `json:"rank"`
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
 }
 
 // Encode turns a message into a log entry: one type byte, then JSON.

@@ -27,6 +27,7 @@ func (s *Store) Launch(c api.Cluster, job api.Job, at time.Time) (int64, error) 
 		cur.Desired = api.DesiredUp
 		cur.Error = ""
 		cur.DownAfterJob = 0
+		repair(cur)
 		cur.RetryUntilUp = c.RetryUntilUp
 	} else {
 		s.Incarnations[c.Name]++
@@ -160,6 +161,9 @@ func (s *Store) SetDesired(cluster string, d api.Desired, at time.Time) error {
 	}
 	c.Desired = d
 	c.Error = ""
+	if d == api.DesiredUp {
+		repair(c)
+	}
 	if d == api.DesiredStopped || d == api.DesiredDown {
 		reason := "cluster stopped"
 		if d == api.DesiredDown {
@@ -248,4 +252,42 @@ func (s *Store) NextRound(cluster string, retryAt time.Time) error {
 	c.Round++
 	c.RetryAt = retryAt
 	return nil
+}
+
+// LoseNode records that a node died: the cluster is INIT (degraded, as
+// SkyPilot shows a cluster with a node gone) until start or a relaunch.
+func (s *Store) LoseNode(cluster string, rank int, reason string, at time.Time) error {
+	c, ok := s.Clusters[cluster]
+	if !ok {
+		return fmt.Errorf("cluster %q: %w", cluster, ErrNotFound)
+	}
+	if rank < 0 || rank >= len(c.Nodes) {
+		return fmt.Errorf("cluster %q has no node %d: %w", cluster, rank, ErrNotFound)
+	}
+	if c.Desired != api.DesiredUp || c.Nodes[rank].Lost != "" {
+		return nil // stopping or already known
+	}
+	c.Nodes[rank].Lost = reason
+	c.Nodes[rank].Healthy = false
+	if c.Status == api.ClusterUp {
+		c.Status = api.ClusterInit
+	}
+	return nil
+}
+
+// Degraded reports whether a node of the cluster was lost.
+func Degraded(c *api.Cluster) bool {
+	for _, n := range c.Nodes {
+		if n.Lost != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// repair clears lost marks so the controller brings the nodes back.
+func repair(c *api.Cluster) {
+	for i := range c.Nodes {
+		c.Nodes[i].Lost = ""
+	}
 }

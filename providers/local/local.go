@@ -348,3 +348,29 @@ const killWait = 2 * time.Second
 func errStuck(pids []int) error {
 	return fmt.Errorf("processes %v did not exit after SIGKILL", pids)
 }
+
+// Kill takes a node away as a preemption would: every process of the node
+// (its agent and job processes) is killed and the instance is recorded as
+// terminated. Its directory stays, so `start` brings it back.
+func (p *Provider) Kill(ctx context.Context, cluster string, index int) error {
+	rec, err := p.readRecord(cluster, index)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("cluster %q has no local node %d: %w", cluster, index, providers.ErrInvalidRequest)
+		}
+		return err
+	}
+	// Recorded first: whoever asks once the node falls silent hears
+	// that its instance is gone.
+	p.mu.Lock()
+	rec.State = providers.StateTerminated
+	err = p.writeRecord(cluster, rec)
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := killMarkedNow(ctx, p.Marker(cluster, index)); err != nil {
+		return fmt.Errorf("kill node %d of cluster %q: %w", index, cluster, err)
+	}
+	return nil
+}

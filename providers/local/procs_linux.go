@@ -21,9 +21,19 @@ func markedPIDs(marker string) []int {
 // killMarked stops every process of a node: SIGTERM, then SIGKILL for
 // whatever is left after killWait, and waits until none is left.
 func killMarked(ctx context.Context, marker string) error {
+	return killMarkedWith(ctx, marker, syscall.SIGTERM)
+}
+
+// killMarkedNow kills every process of a node at once with SIGKILL, as a
+// machine that vanishes would: nothing gets to report or clean up.
+func killMarkedNow(ctx context.Context, marker string) error {
+	return killMarkedWith(ctx, marker, syscall.SIGKILL)
+}
+
+func killMarkedWith(ctx context.Context, marker string, sig syscall.Signal) error {
 	pids := markedPIDs(marker)
 	for _, pid := range pids {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
+		_ = syscall.Kill(pid, sig)
 	}
 	deadline := time.Now().Add(killWait)
 	for len(pids) > 0 {
