@@ -3,17 +3,14 @@ package bootstrap
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
+	"runtime"
+	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sky-coord/sky-coord/api"
@@ -35,10 +32,15 @@ type Health func(ctx context.Context) (*api.AgentHealth, error)
 type Node struct {
 	// Name names the node in errors ("127.0.1.2", "train node 1").
 	Name string
-	// AgentBinary is the local path of the sky-agent binary to install.
+	// AgentBinary is the local path of the sky-agent binary to install
+	// when AgentBinaries is empty.
 	AgentBinary string
-	Config      api.AgentConfig
-	Health      Health
+	// AgentBinaries maps a GOARCH ("amd64", "arm64") to the local path of
+	// the sky-agent built for it; the node's architecture picks one (see
+	// Archer).
+	AgentBinaries map[string]string
+	Config        api.AgentConfig
+	Health        Health
 	// Timeout bounds the wait for a started agent to be healthy.
 	Timeout time.Duration
 }
@@ -58,7 +60,11 @@ func Ensure(ctx context.Context, t Transport, n Node) (Result, error) {
 		return res, fmt.Errorf("%s: encode agent config: %w", n.Name, err)
 	}
 	wantHash := n.Config.Hash()
-	localSum, err := fileSHA256(n.AgentBinary)
+	binary, err := n.binaryFor(ctx, t)
+	if err != nil {
+		return res, err
+	}
+	localSum, err := fileSHA256(binary)
 	if err != nil {
 		return res, fmt.Errorf("%s: read agent binary: %w", n.Name, err)
 	}
@@ -77,13 +83,7 @@ func Ensure(ctx context.Context, t Transport, n Node) (Result, error) {
 		return res, fmt.Errorf("%s: stop old agent: %w", n.Name, err)
 	}
 	if remoteSum != localSum {
-		f, err := os.Open(n.AgentBinary)
-		if err != nil {
-			return res, fmt.Errorf("%s: open agent binary: %w", n.Name, err)
-		}
-		err = t.WriteFile(ctx, BinaryPath, f, 0o755)
-		f.Close()
-		if err != nil {
+		if err := install(ctx, t, binary, localSum); err != nil {
 			return res, fmt.Errorf("%s: upload agent: %w", n.Name, err)
 		}
 		res.Uploaded = true
@@ -104,13 +104,13 @@ func Ensure(ctx context.Context, t Transport, n Node) (Result, error) {
 	if err := t.WriteFile(ctx, PIDPath, strings.NewReader(strconv.Itoa(pid)), 0o600); err != nil {
 		return res, fmt.Errorf("%s: record agent pid: %w", n.Name, err)
 	}
-	if err := waitHealthy(ctx, t, n, pid, wantHash); err != nil {
+	if err := waitHealthy(ctx, t, n, pid, wantHash, res.Uploaded); err != nil {
 		return res, err
 	}
 	return res, nil
 }
 
-func waitHealthy(ctx context.Context, t Transport, n Node, pid int, wantHash string) error {
+func waitHealthy(ctx context.Context, t Transport, n Node, pid int, wantHash string, uploaded bool) error {
 	timeout := n.Timeout
 	if timeout == 0 {
 		timeout = 30 * time.Second
@@ -131,7 +131,11 @@ func waitHealthy(ctx context.Context, t Transport, n Node, pid int, wantHash str
 			return fmt.Errorf("%s: agent exited right after start (%v); last log lines:\n%s", n.Name, last, tailLog(ctx, t))
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: started agent but it was not healthy after %s (%v); last log lines:\n%s", n.Name, timeout, last, tailLog(ctx, t))
+			did := "started agent"
+			if uploaded {
+				did = "uploaded agent"
+			}
+			return fmt.Errorf("%s: %s but it was not healthy after %s (%v); last log lines:\n%s", n.Name, did, timeout, last, tailLog(ctx, t))
 		}
 		select {
 		case <-ctx.Done():
@@ -142,33 +146,6 @@ func waitHealthy(ctx context.Context, t Transport, n Node, pid int, wantHash str
 			delay *= 2
 		}
 	}
-}
-
-// stopRecorded stops the agent whose pid bootstrap recorded, if it runs.
-func stopRecorded(ctx context.Context, t Transport) error {
-	data, err := t.ReadFile(ctx, PIDPath)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 0 {
-		return nil
-	}
-	if t.Signal(ctx, pid, 0) != nil {
-		return nil
-	}
-	_ = t.Signal(ctx, pid, int(syscall.SIGTERM))
-	for i := 0; i < 100; i++ {
-		if t.Signal(ctx, pid, 0) != nil {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	_ = t.Signal(ctx, pid, int(syscall.SIGKILL))
-	return nil
 }
 
 func tailLog(ctx context.Context, t Transport) string {
@@ -183,15 +160,47 @@ func tailLog(ctx context.Context, t Transport) string {
 	return "  " + strings.Join(lines, "\n  ")
 }
 
-func fileSHA256(p string) (string, error) {
+// binaryFor picks the agent binary for the node's architecture.
+func (n Node) binaryFor(ctx context.Context, t Transport) (string, error) {
+	if len(n.AgentBinaries) == 0 {
+		if n.AgentBinary == "" {
+			return "", fmt.Errorf("%s: no agent binary given", n.Name)
+		}
+		return n.AgentBinary, nil
+	}
+	arch := runtime.GOARCH
+	if a, ok := t.(Archer); ok {
+		var err error
+		if arch, err = a.Arch(ctx); err != nil {
+			return "", fmt.Errorf("%s: read the node's architecture: %w", n.Name, err)
+		}
+	}
+	if p, ok := n.AgentBinaries[arch]; ok {
+		return p, nil
+	}
+	have := make([]string, 0, len(n.AgentBinaries))
+	for a := range n.AgentBinaries {
+		have = append(have, a)
+	}
+	sort.Strings(have)
+	return "", fmt.Errorf("%s: the node's architecture is %s and there is no sky-agent built for it (have: %s); build one with GOARCH=%s CGO_ENABLED=0 go build ./cmd/sky-agent",
+		n.Name, arch, strings.Join(have, ", "), arch)
+}
+
+// install puts the local file p, whose sha256 is sum, at BinaryPath:
+// gzip-compressed where the transport takes that.
+func install(ctx context.Context, t Transport, p, sum string) error {
+	if cw, ok := t.(CompressedWriter); ok {
+		gz, err := compressedFile(p, sum)
+		if err != nil {
+			return err
+		}
+		return cw.WriteFileGzip(ctx, BinaryPath, bytes.NewReader(gz), 0o755, sum)
+	}
 	f, err := os.Open(p)
 	if err != nil {
-		return "", err
+		return fmt.Errorf("open agent binary: %w", err)
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return t.WriteFile(ctx, BinaryPath, f, 0o755)
 }

@@ -20,7 +20,10 @@ type Local struct {
 	home string
 }
 
-var _ Transport = (*Local)(nil)
+var (
+	_ Transport = (*Local)(nil)
+	_ Remover   = (*Local)(nil)
+)
 
 // NewLocal returns a Transport whose node home is dir.
 func NewLocal(dir string) *Local { return &Local{home: dir} }
@@ -129,6 +132,15 @@ func (l *Local) Signal(_ context.Context, pid int, sig int) error {
 
 // Close implements Transport.
 func (l *Local) Close() error { return nil }
+
+// RemoveAll implements Remover.
+func (l *Local) RemoveAll(_ context.Context, p string) error {
+	a := l.abs(p)
+	if a == l.home || a == string(filepath.Separator) {
+		return fmt.Errorf("refusing to remove %s", a)
+	}
+	return os.RemoveAll(a)
+}
 
 // rebuild copies an unstarted exec.Cmd (a Cmd cannot be started twice).
 func rebuild(c *exec.Cmd) *exec.Cmd {

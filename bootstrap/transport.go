@@ -1,6 +1,6 @@
 // Package bootstrap brings a fresh node to a running, healthy sky-agent
-// over a Transport (local exec here, SSH+SFTP later). It is idempotent: a
-// second run on a ready node changes nothing.
+// over a Transport (local exec, or SSH and SFTP), and removes it again. It
+// is idempotent: a second run on a ready node changes nothing.
 package bootstrap
 
 import (
