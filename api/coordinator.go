@@ -249,3 +249,9 @@ type ServerHealth struct {
 type Error struct {
 	Error string `json:"error"`
 }
+
+// HostKey is a pinned SSH host key.
+type HostKey struct {
+	Host string `json:"host"` // host:port
+	Key  string `json:"key,omitempty"`
+}

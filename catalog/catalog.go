@@ -51,6 +51,10 @@ type Offer struct {
 	// Elastic offers (local, ssh) give a node all of a machine: cpus and
 	// memory requests are met by anything up to VCPUs and MemoryGiB.
 	Elastic bool `json:"elastic,omitempty"`
+	// Unknown offers (ssh pools) do not say what their machines have
+	// until an agent runs there: they meet any request, and the
+	// optimizer uses them only when a task names their cloud.
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 // gpuRow is a GCP accelerator row: the price of GPUs attached to a host VM

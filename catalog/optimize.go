@@ -189,7 +189,7 @@ func (c *Catalog) fitting(r spec.Resources, req Request) ([]Offer, string) {
 	want := describe(r)
 	pool := c.pool(r)
 	for _, o := range req.Extra {
-		if r.Cloud == "" || r.Cloud == o.Cloud {
+		if r.Cloud == o.Cloud || (r.Cloud == "" && !o.Unknown) {
 			pool = append(pool, o)
 		}
 	}
@@ -260,7 +260,8 @@ func (c *Catalog) fitting(r spec.Resources, req Request) ([]Offer, string) {
 	for i, st := range steps {
 		var next []Offer
 		for _, o := range cur {
-			if st.keep(o) {
+			location := strings.HasPrefix(st.what, "region ") || strings.HasPrefix(st.what, "zone ")
+			if st.keep(o) || (o.Unknown && !location) {
 				next = append(next, o)
 			}
 		}

@@ -271,3 +271,14 @@ func (c *Client) Shell(ctx context.Context, cluster string, o ShellOptions) (*pt
 	}
 	return s, nil
 }
+
+// HostKeys lists the pinned SSH host keys.
+func (c *Client) HostKeys(ctx context.Context) ([]api.HostKey, error) {
+	var out []api.HostKey
+	return out, c.call(ctx, http.MethodGet, "/v1/ssh-keys", nil, &out)
+}
+
+// ForgetHostKey unpins a host's SSH key; the next connection pins anew.
+func (c *Client) ForgetHostKey(ctx context.Context, host string) error {
+	return c.call(ctx, http.MethodPost, "/v1/ssh-keys/forget", api.HostKey{Host: host}, nil)
+}

@@ -20,6 +20,9 @@ import (
 type agentClient struct {
 	http   *http.Client
 	dialer net.Dialer
+	// route, when set, names the dialer that reaches an agent address
+	// (a provider's forwarded channel); nil means a direct TCP dial.
+	route func(addr string) AgentDialer
 }
 
 func newAgentClient() *agentClient {
@@ -34,6 +37,11 @@ func newAgentClient() *agentClient {
 
 // dial opens a connection to an agent's API address.
 func (a *agentClient) dial(ctx context.Context, addr string) (net.Conn, error) {
+	if a.route != nil {
+		if d := a.route(addr); d != nil {
+			return d.DialContext(ctx, "tcp", addr)
+		}
+	}
 	return a.dialer.DialContext(ctx, "tcp", addr)
 }
 

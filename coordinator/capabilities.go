@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"net"
 
 	"github.com/sky-coord/sky-coord/bootstrap"
 	"github.com/sky-coord/sky-coord/catalog"
@@ -32,4 +33,24 @@ type privateMounter interface {
 // weighs these beside the catalog's offers.
 type Offerer interface {
 	Offers() ([]catalog.Offer, error)
+}
+
+// Checker is the optional provider capability of saying whether it can
+// launch anything, and why (not), for `sky-coord check`.
+type Checker interface {
+	Check() (enabled bool, reason string)
+}
+
+// CoordinatorForwarder is the optional provider capability of making the
+// coordinator reachable from a node that has no route to it (ssh pools:
+// a remote forward on the kept SSH connection). It returns the URL the
+// node's agent should use.
+type CoordinatorForwarder interface {
+	ForwardCoordinator(ctx context.Context, inst providers.Instance, coordAddr string) (string, error)
+}
+
+// AgentDialer is the optional provider capability of reaching an agent's
+// address through the provider (ssh pools: a forwarded channel).
+type AgentDialer interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 }

@@ -29,6 +29,8 @@ func (s *Server) routes() http.Handler {
 	user("POST /v1/launch", s.handleLaunch)
 	user("POST /v1/plan", s.handlePlan)
 	user("GET /v1/check", s.handleCheck)
+	user("GET /v1/ssh-keys", s.handleHostKeys)
+	user("POST /v1/ssh-keys/forget", s.handleForgetHostKey)
 	user("GET /v1/clusters", s.handleClusters)
 	user("GET /v1/clusters/{name}", s.handleCluster)
 	user("POST /v1/clusters/{name}/exec", s.handleExec)

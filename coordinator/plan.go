@@ -26,6 +26,11 @@ func (s *Server) checks() []api.CloudCheck {
 	var out []api.CloudCheck
 	for _, name := range s.providerNames() {
 		reason := "provider " + name
+		if ch, ok := s.cfg.Providers[name].(Checker); ok {
+			enabled, why := ch.Check()
+			out = append(out, api.CloudCheck{Cloud: name, Enabled: enabled, Reason: why})
+			continue
+		}
 		if o, ok := s.cfg.Providers[name].(Offerer); ok {
 			offers, err := o.Offers()
 			switch {

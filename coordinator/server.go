@@ -113,7 +113,28 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.ctrl = newController(s)
+	s.agents.route = s.routeAgent
 	return s, nil
+}
+
+// routeAgent finds the provider that reaches an agent address when it is
+// not directly reachable (ssh pools).
+func (s *Server) routeAgent(addr string) AgentDialer {
+	cloud := ""
+	s.read(func(st *state.Store) {
+		for _, c := range st.Clusters {
+			for _, n := range c.Nodes {
+				if n.AgentAddr == addr {
+					cloud = c.Cloud
+					return
+				}
+			}
+		}
+	})
+	if d, ok := s.cfg.Providers[cloud].(AgentDialer); ok {
+		return d
+	}
+	return nil
 }
 
 // Serve answers the API on l until ctx ends or Shutdown is called.

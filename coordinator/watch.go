@@ -86,6 +86,15 @@ func (s *Server) watch(ctx context.Context, c *api.Cluster, p providers.Provider
 	if len(c.Nodes) == 0 || !s.watcher.due(c.Name, now) {
 		return
 	}
+	if f, ok := p.(CoordinatorForwarder); ok {
+		// Nodes that reach the coordinator through a tunnel get it back
+		// after a coordinator restart or a dropped connection.
+		for _, n := range c.Nodes {
+			if _, err := f.ForwardCoordinator(ctx, providers.Instance{ID: n.InstanceID, Index: n.Rank, IP: n.IP}, s.addr); err != nil {
+				s.log.Warn("forward the coordinator to a node", "cluster", c.Name, "node", n.Rank, "err", err)
+			}
+		}
+	}
 	token := s.agentToken(c.Name, c.Incarnation)
 	healths := make([]*api.AgentHealth, len(c.Nodes))
 	errs := make([]error, len(c.Nodes))

@@ -218,11 +218,12 @@ func lifecycleCmd(action, short string) *cobra.Command {
 			}
 			var errs []error
 			for _, name := range names {
+				after := lastEventSeq(ctx, c, name)
 				if err := c.SetDesired(ctx, name, action); err != nil {
 					errs = append(errs, fmt.Errorf("%s %s: %w", action, name, err))
 					continue
 				}
-				if err := waitLifecycle(ctx, c, name, action); err != nil {
+				if err := waitLifecycle(ctx, c, name, action, after); err != nil {
 					errs = append(errs, err)
 				}
 			}
@@ -234,9 +235,14 @@ func lifecycleCmd(action, short string) *cobra.Command {
 	return cmd
 }
 
-func waitLifecycle(ctx context.Context, c *client.Client, name, action string) error {
-	var after uint64
+// failingFor is how long stop or down may keep failing before the command
+// stops waiting (the coordinator keeps retrying in the background).
+const failingFor = 20 * time.Second
+
+func waitLifecycle(ctx context.Context, c *client.Client, name, action string, after uint64) error {
 	start := time.Now()
+	var firstFailure time.Time
+	var lastFailure string
 	for {
 		cl, err := c.Cluster(ctx, name)
 		if action == "down" && client.IsNotFound(err) {
@@ -251,7 +257,15 @@ func waitLifecycle(ctx context.Context, c *client.Client, name, action string) e
 			after = e.Seq
 			if strings.Contains(e.Message, "failed") || strings.Contains(e.Message, "retry") {
 				fmt.Printf("%s %s\n", dim("⚙︎"), e.Message)
+				if firstFailure.IsZero() {
+					firstFailure = time.Now()
+				}
+				lastFailure = e.Message
 			}
+		}
+		if !firstFailure.IsZero() && time.Since(firstFailure) > failingFor && (action == "down" || action == "stop") {
+			return fmt.Errorf("%s %s: still failing after %s (%s); the coordinator keeps retrying in the background: fix the cause, then check `sky-coord status %s`",
+				action, name, failingFor, lastFailure, name)
 		}
 		switch {
 		case action == "stop" && cl.Status == api.ClusterStopped:

@@ -24,6 +24,7 @@ import (
 	"github.com/sky-coord/sky-coord/procscan"
 	"github.com/sky-coord/sky-coord/providers"
 	"github.com/sky-coord/sky-coord/providers/local"
+	sshprov "github.com/sky-coord/sky-coord/providers/ssh"
 )
 
 // skyHome is $SKY_COORD_HOME, default ~/.sky-coord.
@@ -247,10 +248,12 @@ func runServer(ctx context.Context, dataDir, bind, tokenFile, addrFile, localRoo
 	if err != nil {
 		return err
 	}
+	sshProv := sshprov.New(skyHome())
+	defer sshProv.Close()
 	srv, err := coordinator.New(coordinator.Config{
 		DataDir:     dataDir,
 		Token:       tok,
-		Providers:   map[string]providers.Provider{local.Name: local.New(localRoot)},
+		Providers:   map[string]providers.Provider{local.Name: local.New(localRoot), sshprov.Name: sshProv},
 		AgentBinary: agentBin,
 		Version:     version,
 		Logger:      logger,
@@ -260,6 +263,7 @@ func runServer(ctx context.Context, dataDir, bind, tokenFile, addrFile, localRoo
 	if err != nil {
 		return err
 	}
+	sshProv.HostKeys, sshProv.AcceptHint = srv.HostKeys(), coordinator.AcceptHint
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err = srv.WaitLeader(wctx)
 	cancel()

@@ -109,6 +109,11 @@ func (f *FSM) apply(t MessageType, body []byte) Result {
 		return as(body, func(m AttemptFailed) Result { return Result{Err: s.FailAttempt(m.Cluster, m.N, m.Reason, m.Scope)} })
 	case RetryRoundType:
 		return as(body, func(m RetryRound) Result { return Result{Err: s.NextRound(m.Cluster, m.RetryAt)} })
+	case HostKeySetType:
+		return as(body, func(m HostKeySet) Result {
+			s.SetHostKey(m.Host, m.Key)
+			return Result{}
+		})
 	case NodeLostType:
 		return as(body, func(m NodeLost) Result { return Result{Err: s.LoseNode(m.Cluster, m.Rank, m.Reason, m.At)} })
 	}

@@ -30,9 +30,10 @@ const (
 	AttemptFailedType   MessageType = 14
 	RetryRoundType      MessageType = 15
 	NodeLostType        MessageType = 16
+	HostKeySetType      MessageType = 17
 
 	// LastMessageType is the highest type this binary knows.
-	LastMessageType = NodeLostType
+	LastMessageType = HostKeySetType
 )
 
 // IgnoreUnknownFlag may be OR-ed into a type by a newer version for an
@@ -160,6 +161,13 @@ type NodeLost struct {
 	Rank    int       `json:"rank"`
 	Reason  string    `json:"reason"`
 	At      time.Time `json:"at"`
+}
+
+// HostKeySet pins a host's SSH key on first use, or forgets it (Key "")
+// so the next connection pins a new one.
+type HostKeySet struct {
+	Host string `json:"host"`
+	Key  string `json:"key"`
 }
 
 // Encode turns a message into a log entry: one type byte, then JSON.

@@ -39,6 +39,21 @@ type Store struct {
 	EventSeq  uint64                        `json:"event_seq"`
 	// Incarnations counts launches per cluster name, across teardowns.
 	Incarnations map[string]uint64 `json:"incarnations"`
+	// HostKeys pins SSH host keys ("ssh-ed25519 AAAA…") by host:port,
+	// first seen on first use.
+	HostKeys map[string]string `json:"host_keys,omitempty"`
+}
+
+// SetHostKey pins (or, with key "", forgets) a host's SSH key.
+func (s *Store) SetHostKey(host, key string) {
+	if s.HostKeys == nil {
+		s.HostKeys = map[string]string{}
+	}
+	if key == "" {
+		delete(s.HostKeys, host)
+		return
+	}
+	s.HostKeys[host] = key
 }
 
 // New returns an empty store.
@@ -112,6 +127,9 @@ func (s *Store) job(cluster string, id int64) *api.Job {
 
 // AddEvent appends a progress line to a cluster's event list.
 func (s *Store) AddEvent(cluster, msg string, at time.Time) {
+	if ev := s.Events[cluster]; len(ev) > 0 && ev[len(ev)-1].Message == msg {
+		return // a retry repeating itself is one event
+	}
 	s.EventSeq++
 	ev := append(s.Events[cluster], api.ClusterEvent{Seq: s.EventSeq, At: at, Message: msg})
 	if len(ev) > maxEvents {

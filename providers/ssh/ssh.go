@@ -45,8 +45,9 @@ type Provider struct {
 	// serializes them across processes.
 	mu sync.Mutex
 
-	connMu sync.Mutex
-	conns  map[string]*bootstrap.SSH // by host:port, for DialContext
+	connMu  sync.Mutex
+	conns   map[string]*bootstrap.SSH // by host:port, for DialContext
+	tunnels map[string]*bootstrap.SSH // by host:port: the connection carrying its coordinator tunnel
 }
 
 var (
