@@ -1,8 +1,3 @@
-// Package transfer moves a directory tree or one file as a deterministic
-// tar.gz archive: Pack and PackFile on the client, Unpack (atomic, safe
-// against path traversal) on the node. The archive is what the coordinator
-// stores as a content-addressed blob, so the same tree packs to the same
-// bytes.
 package transfer
 
 import (
@@ -14,20 +9,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
-	"path/filepath"
-	"syscall"
-	"time"
-)
 
-// The ignore files Pack reads. When the root holds a .skyignore, only
-// .skyignore files are used; otherwise every .gitignore in the tree and
-// .git/info/exclude, as rsync does for SkyPilot (semantics §3).
-const (
-	SkyIgnoreFile = ".skyignore"
-	GitIgnoreFile = ".gitignore"
-	gitExclude    = ".git/info/exclude"
-	gitDir        = ".git"
+	"path/filepath"
+
+	"time"
 )
 
 // Stats counts what Pack put into an archive.
@@ -58,26 +43,11 @@ func Pack(ctx context.Context, dir string, w io.Writer) (Stats, error) {
 		return Stats{}, fmt.Errorf("pack %s: not a directory", dir)
 	}
 	p := &packer{ctx: ctx, root: root}
-	var rules ignoreRules
-	if _, err := os.Lstat(filepath.Join(root, SkyIgnoreFile)); err == nil {
-		p.ignoreFile = SkyIgnoreFile
-	} else {
-		p.ignoreFile = GitIgnoreFile
-		data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(gitExclude)))
-		switch {
-		case err == nil:
-			if rules, err = parseIgnore("", string(data)); err != nil {
-				return Stats{}, fmt.Errorf("pack %s: read %s: %w", dir, gitExclude, err)
-			}
-		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
-			// No repository, or .git is a file (a worktree or submodule).
-		default:
-			return Stats{}, fmt.Errorf("pack %s: read %s: %w", dir, gitExclude, err)
-		}
-	}
 	err = writeArchive(w, func(tw *tar.Writer) error {
 		p.tw = tw
-		return p.walk("", rules)
+		ignored, err := walkTree(ctx, root, p.entry)
+		p.stats.Ignored = ignored
+		return err
 	})
 	if err != nil {
 		return p.stats, fmt.Errorf("pack %s: %w", dir, err)
@@ -122,83 +92,41 @@ func writeArchive(w io.Writer, fill func(*tar.Writer) error) error {
 }
 
 type packer struct {
-	ctx        context.Context
-	root       string
-	ignoreFile string
-	tw         *tar.Writer
-	stats      Stats
+	ctx   context.Context
+	root  string
+	tw    *tar.Writer
+	stats Stats
 }
 
-// walk packs the entries of directory rel ("" = root), in name order.
-func (p *packer) walk(rel string, rules ignoreRules) error {
+// entry packs one entry the walk keeps.
+func (p *packer) entry(rel string, fi fs.FileInfo) error {
 	abs := filepath.Join(p.root, filepath.FromSlash(rel))
-	data, err := os.ReadFile(filepath.Join(abs, p.ignoreFile))
 	switch {
-	case err == nil:
-		more, err := parseIgnore(rel, string(data))
-		if err != nil {
-			return fmt.Errorf("read %s: %w", path.Join(rel, p.ignoreFile), err)
+	case fi.IsDir():
+		if err := p.tw.WriteHeader(header(rel+"/", tar.TypeDir, fi)); err != nil {
+			return fmt.Errorf("write %s: %w", rel, err)
 		}
-		rules = append(rules[:len(rules):len(rules)], more...)
-	case !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("read %s: %w", path.Join(rel, p.ignoreFile), err)
-	}
-	entries, err := os.ReadDir(abs) // sorted by name
-	if err != nil {
-		return fmt.Errorf("read directory %s: %w", abs, err)
-	}
-	for _, e := range entries {
-		if err := p.ctx.Err(); err != nil {
+		p.stats.Dirs++
+	case fi.Mode()&fs.ModeSymlink != 0:
+		target, err := os.Readlink(abs)
+		if err != nil {
+			return fmt.Errorf("read link %s: %w", rel, err)
+		}
+		h := header(rel, tar.TypeSymlink, fi)
+		h.Linkname = target
+		h.Mode = 0o777
+		if err := p.tw.WriteHeader(h); err != nil {
+			return fmt.Errorf("write %s: %w", rel, err)
+		}
+		p.stats.Symlinks++
+	case fi.Mode().IsRegular():
+		if err := writeFile(p.ctx, p.tw, abs, rel, fi); err != nil {
 			return err
 		}
-		name := e.Name()
-		erel := path.Join(rel, name)
-		if name == gitDir {
-			p.stats.Ignored++
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // removed while we walk
-			}
-			return fmt.Errorf("stat %s: %w", erel, err)
-		}
-		if rules.ignored(erel, fi.IsDir()) {
-			p.stats.Ignored++
-			continue
-		}
-		eabs := filepath.Join(abs, name)
-		switch {
-		case fi.IsDir():
-			if err := p.tw.WriteHeader(header(erel+"/", tar.TypeDir, fi)); err != nil {
-				return fmt.Errorf("write %s: %w", erel, err)
-			}
-			p.stats.Dirs++
-			if err := p.walk(erel, rules); err != nil {
-				return err
-			}
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(eabs)
-			if err != nil {
-				return fmt.Errorf("read link %s: %w", erel, err)
-			}
-			h := header(erel, tar.TypeSymlink, fi)
-			h.Linkname = target
-			h.Mode = 0o777
-			if err := p.tw.WriteHeader(h); err != nil {
-				return fmt.Errorf("write %s: %w", erel, err)
-			}
-			p.stats.Symlinks++
-		case fi.Mode().IsRegular():
-			if err := writeFile(p.ctx, p.tw, eabs, erel, fi); err != nil {
-				return err
-			}
-			p.stats.Files++
-			p.stats.Bytes += fi.Size()
-		default:
-			p.stats.Skipped++
-		}
+		p.stats.Files++
+		p.stats.Bytes += fi.Size()
+	default:
+		p.stats.Skipped++
 	}
 	return nil
 }

@@ -5,8 +5,6 @@ import (
 	"cmp"
 	"compress/gzip"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 )
 
 // ErrUnsafePath is returned by Unpack for an entry that would land outside
@@ -403,7 +400,7 @@ func replace(tmp, dest string) error {
 	if !fi.IsDir() && !tfi.IsDir() {
 		return os.Rename(tmp, dest)
 	}
-	old := dest + ".sky-old-" + randomSuffix()
+	old := dest + ".sky-old-" + randomHex()
 	if err := os.Rename(dest, old); err != nil {
 		return fmt.Errorf("move old %s aside: %w", dest, err)
 	}
@@ -432,12 +429,4 @@ func removeTree(p string) error {
 		return nil
 	})
 	return os.RemoveAll(p)
-}
-
-func randomSuffix() string {
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return fmt.Sprint(time.Now().UnixNano())
-	}
-	return hex.EncodeToString(b[:])
 }

@@ -1,0 +1,394 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+)
+
+// ApplyOptions tunes Apply.
+type ApplyOptions struct {
+	// StateFile is where Apply records what it wrote, to know on the next
+	// sync which paths are its own to delete. Empty means
+	// DefaultStateFile(dst). Keep it outside dst.
+	StateFile string
+	// Workers is how many files are written at once; zero means twice the
+	// CPUs, at least 4.
+	Workers int
+	// Progress receives "apply" progress: files and bytes written.
+	Progress ProgressFunc
+	// SkipUnchanged trusts that entries identical in the last applied
+	// manifest and this one are still on disk as written, and does not
+	// even stat them: a re-sync then costs in proportion to what changed,
+	// not to the size of the tree. The price: a synced file the job has
+	// edited is not put back (rsync, and Apply without this, put it back).
+	SkipUnchanged bool
+}
+
+// ApplyStats counts what Apply did.
+type ApplyStats struct {
+	Files        int   // regular files in the manifest
+	Written      int   // files written, new or changed
+	WrittenBytes int64 // their bytes
+	Unchanged    int   // files left as they were (a mode or mtime may have been set)
+	Dirs         int   // directories created
+	Symlinks     int   // symbolic links created or replaced
+	Deleted      int   // paths removed because they left the source
+	Kept         int   // paths that left the source but were kept: changed on the node, or directories holding the job's files
+}
+
+// Apply makes the directory dst hold the tree m describes, reading file
+// contents from src (normally the node's ChunkStore, filled by a Fetcher
+// with the plan's Chunks first). Like rsync -a without --delete, what the
+// job created in dst stays; unlike it, files that sky-coord itself put
+// there and that have since left the source are removed (only while they
+// are still as sky-coord wrote them). The record of what it wrote is kept
+// in ApplyOptions.StateFile.
+//
+// Atomicity: every new or changed file is first written in full to a
+// staging directory inside dst (dst does not exist yet: the whole tree is
+// built beside it and renamed into place); only when all are written are
+// deletions made and the files renamed into place, so a failed fetch or a
+// full disk leaves dst as it was. Files whose content and metadata already
+// match are not touched. Symbolic links are created as they are, whatever
+// they point to, but nothing is ever written or deleted through one.
+//
+// When m's root is a file, dst is that file (replaced atomically).
+//
+// Apply is PlanApply followed by ApplyPlan.Apply.
+func Apply(ctx context.Context, m *Manifest, src Source, dst string, opts ApplyOptions) (ApplyStats, error) {
+	p, err := PlanApply(m, dst, opts)
+	if err != nil {
+		return ApplyStats{}, err
+	}
+	return p.Apply(ctx, src)
+}
+
+// ApplyPlan is what Apply will do to a directory, decided by looking at
+// it: which files are missing or changed there, so which chunks it needs.
+type ApplyPlan struct {
+	a    *applier
+	used bool
+}
+
+// PlanApply looks at dst and plans the application of m. Fetch the plan's
+// Chunks into the store, then call Apply soon: the plan trusts what it saw.
+func PlanApply(m *Manifest, dst string, opts ApplyOptions) (*ApplyPlan, error) {
+	a, err := newApplier(m, dst, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.plan(); err != nil {
+		return nil, fmt.Errorf("sync to %s: %w", dst, err)
+	}
+	return &ApplyPlan{a: a}, nil
+}
+
+// Chunks returns the chunks the plan will read: those of the files that
+// are missing or changed in dst.
+func (p *ApplyPlan) Chunks() []ChunkRef {
+	m := p.a.m
+	seen := make(map[ChunkID]bool)
+	var refs []ChunkRef
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		if e.Type != TypeFile || p.a.actions[i].kind == actKeep {
+			continue
+		}
+		for _, c := range e.Chunks {
+			if !seen[c.ID] {
+				seen[c.ID] = true
+				refs = append(refs, c)
+			}
+		}
+	}
+	return refs
+}
+
+// Apply carries the plan out, reading chunks from src. A plan is applied
+// once.
+func (p *ApplyPlan) Apply(ctx context.Context, src Source) (ApplyStats, error) {
+	if p.used {
+		return ApplyStats{}, errors.New("apply plan used twice: plan again")
+	}
+	p.used = true
+	p.a.src = src
+	if err := p.a.run(ctx); err != nil {
+		return p.a.stats, fmt.Errorf("sync to %s: %w", p.a.dst, err)
+	}
+	return p.a.stats, nil
+}
+
+type actionKind int
+
+const (
+	actKeep    actionKind = iota // on disk as wanted; mode or mtime may need setting
+	actCreate                    // nothing there
+	actReplace                   // something else there, to be removed first
+)
+
+type action struct {
+	kind   actionKind
+	onDisk fs.FileInfo // what Lstat found; nil when nothing
+	staged string      // for files and links: where the new one waits
+	rec    fileRecord  // for files: the on-disk record once in place
+}
+
+type applier struct {
+	m     *Manifest
+	src   Source
+	dst   string // absolute; a symbolic link to a directory is resolved
+	opts  ApplyOptions
+	state string
+
+	prev    *applyState
+	prevBy  map[string]*Entry
+	newBy   map[string]bool
+	actions []action
+	fresh   bool   // dst does not exist: build beside it
+	work    string // the directory being written: dst, or the tree beside it
+	stage   string // in place: the staging directory inside dst
+	stats   ApplyStats
+	realDir map[string]bool // deletion paths: ancestors checked to be real directories
+}
+
+const (
+	stagePrefix = ".sky-sync-stage-"
+	newPrefix   = ".sky-sync-new-"
+)
+
+func newApplier(m *Manifest, dst string, opts ApplyOptions) (*applier, error) {
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("sync to %s: %w", dst, err)
+	}
+	abs, err := filepath.Abs(dst)
+	if err != nil {
+		return nil, fmt.Errorf("sync to %s: %w", dst, err)
+	}
+	if filepath.Dir(abs) == abs {
+		return nil, fmt.Errorf("sync to %s: will not sync onto the root directory", dst)
+	}
+	a := &applier{m: m, dst: abs, opts: opts, state: opts.StateFile}
+	if a.state == "" {
+		a.state = DefaultStateFile(abs)
+	}
+	if a.opts.Workers <= 0 {
+		a.opts.Workers = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	if fi, err := os.Lstat(abs); err == nil && fi.Mode()&fs.ModeSymlink != 0 && m.Entries[0].Type == TypeDir {
+		// A link to a directory (say ~/sky_workdir -> /data/wd) is synced
+		// into, as rsync does with "src/ dst/".
+		if resolved, err := filepath.EvalSymlinks(abs); err == nil {
+			if rfi, err := os.Stat(resolved); err == nil && rfi.IsDir() {
+				a.dst = resolved
+			}
+		}
+	}
+	return a, nil
+}
+
+func (a *applier) abs(rel string) string {
+	if rel == RootPath {
+		return a.work
+	}
+	// rel is clean and relative (Validate checked), so plain joining is
+	// enough, and much cheaper than filepath.Join on big trees.
+	return a.work + string(filepath.Separator) + filepath.FromSlash(rel)
+}
+
+func parentPath(rel string) string {
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		return rel[:i]
+	}
+	return RootPath
+}
+
+// plan looks at dst and decides, per manifest entry, what to do.
+func (a *applier) plan() error {
+	a.work = a.dst
+	a.actions = make([]action, len(a.m.Entries))
+	root := &a.m.Entries[0]
+	fi, err := os.Lstat(a.dst)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		a.fresh = true
+		for i := range a.actions {
+			a.actions[i].kind = actCreate
+		}
+		return nil
+	case err != nil:
+		return err
+	}
+	if root.Type == TypeFile {
+		if fi.IsDir() {
+			return errors.New("a directory is there, and the source is a file; remove it or choose another destination")
+		}
+		a.actions[0] = a.fileAction(root, fi, nil)
+		return nil
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		if fi, err = os.Stat(a.dst); err != nil {
+			return err
+		}
+	}
+	if !fi.IsDir() {
+		return errors.New("it exists and is not a directory; remove it or choose another destination")
+	}
+	a.prev = loadState(a.state, a.dst)
+	a.prevBy = make(map[string]*Entry, len(a.prev.entries))
+	for i := range a.prev.entries {
+		a.prevBy[a.prev.entries[i].Path] = &a.prev.entries[i]
+	}
+	a.newBy = make(map[string]bool, len(a.m.Entries))
+	for i := range a.m.Entries {
+		a.newBy[a.m.Entries[i].Path] = true
+	}
+	a.actions[0] = action{kind: actKeep, onDisk: fi}
+	// Below a directory being created or replaced there is nothing yet;
+	// looking would see through what is being replaced.
+	fresh := make(map[string]bool)
+	for i := 1; i < len(a.m.Entries); i++ {
+		e := &a.m.Entries[i]
+		parent := parentPath(e.Path)
+		if fresh[parent] {
+			a.actions[i].kind = actCreate
+			if e.Type == TypeDir {
+				fresh[e.Path] = true
+			}
+			continue
+		}
+		if a.opts.SkipUnchanged {
+			if prev := a.prevBy[e.Path]; prev != nil && sameEntry(prev, e) {
+				// Trusted as the last Apply left it; onDisk stays nil.
+				a.actions[i] = action{kind: actKeep, rec: a.prev.records[e.Path]}
+				continue
+			}
+		}
+		fi, err := os.Lstat(a.abs(e.Path))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err != nil {
+			fi = nil
+		}
+		var act action
+		switch e.Type {
+		case TypeDir:
+			switch {
+			case fi == nil:
+				act.kind = actCreate
+			case fi.IsDir():
+				act.kind = actKeep
+			default:
+				act.kind = actReplace
+			}
+			if act.kind != actKeep {
+				fresh[e.Path] = true
+			}
+		case TypeFile:
+			act = a.fileAction(e, fi, a.prevBy[e.Path])
+		case TypeSymlink:
+			act.kind = actCreate
+			if fi != nil {
+				act.kind = actReplace
+				if fi.Mode()&fs.ModeSymlink != 0 {
+					if t, err := os.Readlink(a.abs(e.Path)); err == nil && t == e.Target {
+						act.kind = actKeep
+					}
+				}
+			}
+		}
+		act.onDisk = fi
+		if act.kind == actReplace && fi.IsDir() {
+			if err := a.checkOwnedTree(e.Path); err != nil {
+				return err
+			}
+		}
+		a.actions[i] = act
+	}
+	return nil
+}
+
+// sameEntry reports whether two entries describe the same thing.
+func sameEntry(a, b *Entry) bool {
+	return a.Type == b.Type && a.Mode == b.Mode && a.MTime == b.MTime && a.Size == b.Size &&
+		a.Target == b.Target && sameChunks(a.Chunks, b.Chunks)
+}
+
+// fileAction decides whether the file on disk (fi, nil if none) already
+// holds e. A file recorded by the last Apply and unchanged since holds
+// what was recorded; any other is judged by size and mtime, as rsync does.
+func (a *applier) fileAction(e *Entry, fi fs.FileInfo, prev *Entry) action {
+	if fi == nil {
+		return action{kind: actCreate}
+	}
+	if !fi.Mode().IsRegular() {
+		return action{kind: actReplace, onDisk: fi}
+	}
+	_, ino, _ := fileIdentity(fi)
+	mtime := fi.ModTime().UnixNano()
+	if prev != nil && prev.Type == TypeFile {
+		if r, ok := a.prev.records[e.Path]; ok && r.ino == ino && r.size == fi.Size() && r.mtime == mtime {
+			if sameChunks(prev.Chunks, e.Chunks) {
+				return action{kind: actKeep, onDisk: fi, rec: r}
+			}
+			return action{kind: actReplace, onDisk: fi}
+		}
+	}
+	if fi.Size() == e.Size && mtime == e.MTime {
+		return action{kind: actKeep, onDisk: fi, rec: fileRecord{ino: ino, size: fi.Size(), mtime: mtime}}
+	}
+	return action{kind: actReplace, onDisk: fi}
+}
+
+// checkOwnedTree makes sure the directory at rel, which a file or link of
+// the source is to replace, holds only what the last Apply put there,
+// unchanged; then deleting it loses nothing of the job's.
+func (a *applier) checkOwnedTree(rel string) error {
+	top := a.abs(rel)
+	return filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == top {
+			return nil
+		}
+		r, _ := filepath.Rel(a.work, p)
+		r = filepath.ToSlash(r)
+		prev := a.prevBy[r]
+		ok := prev != nil && !a.newBy[r]
+		if ok && !d.IsDir() {
+			fi, err := d.Info()
+			ok = err == nil && a.ownedUnchanged(r, prev, fi)
+		} else if ok {
+			ok = prev.Type == TypeDir
+		}
+		if !ok {
+			return fmt.Errorf("cannot put %s in place of directory %s: it holds %s, which sky-coord did not put there (or which was changed since); move it away and sync again", rel, rel, r)
+		}
+		return nil
+	})
+}
+
+// ownedUnchanged reports whether the non-directory at rel is still as the
+// last Apply left it.
+func (a *applier) ownedUnchanged(rel string, prev *Entry, fi fs.FileInfo) bool {
+	switch prev.Type {
+	case TypeFile:
+		r, ok := a.prev.records[rel]
+		_, ino, _ := fileIdentity(fi)
+		return ok && fi.Mode().IsRegular() && r.ino == ino && r.size == fi.Size() && r.mtime == fi.ModTime().UnixNano()
+	case TypeSymlink:
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			return false
+		}
+		t, err := os.Readlink(a.abs(rel))
+		return err == nil && t == prev.Target
+	}
+	return false
+}

@@ -1,0 +1,542 @@
+package transfer
+
+// The second half of Apply: carrying a plan out (see apply.go).
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func (a *applier) run(ctx context.Context) (err error) {
+	for i := range a.m.Entries {
+		if a.m.Entries[i].Type == TypeFile {
+			a.stats.Files++
+		}
+	}
+	if a.m.Entries[0].Type == TypeFile {
+		return a.applyFile(ctx)
+	}
+	if a.fresh {
+		return a.applyFresh(ctx)
+	}
+	return a.applyInPlace(ctx)
+}
+
+// applyFresh builds the whole tree beside dst and renames it into place.
+func (a *applier) applyFresh(ctx context.Context) (err error) {
+	parent := filepath.Dir(a.dst)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return err
+	}
+	a.work = filepath.Join(parent, newPrefix+filepath.Base(a.dst)+"-"+randomHex())
+	if err := os.Mkdir(a.work, 0o700); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = removeTree(a.work) // best effort: err says what failed
+		}
+	}()
+	var files []int
+	for i := 1; i < len(a.m.Entries); i++ {
+		e := &a.m.Entries[i]
+		switch e.Type {
+		case TypeDir:
+			if err := os.Mkdir(a.abs(e.Path), 0o700); err != nil {
+				return err
+			}
+			a.stats.Dirs++
+		case TypeFile:
+			a.actions[i].staged = a.abs(e.Path)
+			files = append(files, i)
+		case TypeSymlink:
+			if err := os.Symlink(e.Target, a.abs(e.Path)); err != nil {
+				return err
+			}
+			a.stats.Symlinks++
+		}
+	}
+	if err := a.writeFiles(ctx, files); err != nil {
+		return err
+	}
+	if err := a.setDirMeta(nil); err != nil {
+		return err
+	}
+	if err := os.Rename(a.work, a.dst); err != nil {
+		return fmt.Errorf("move the new tree into place: %w", err)
+	}
+	a.work = a.dst
+	return a.saveState()
+}
+
+// applyInPlace stages what changed inside dst, then deletes and renames.
+func (a *applier) applyInPlace(ctx context.Context) (err error) {
+	a.removeStaleStages()
+	// Directories we must write into need the owner's write bit for now;
+	// setDirMeta gives them their mode at the end.
+	for i := range a.m.Entries {
+		e, act := &a.m.Entries[i], &a.actions[i]
+		if e.Type == TypeDir && act.kind == actKeep && act.onDisk != nil && act.onDisk.Mode().Perm()&0o300 != 0o300 {
+			if err := os.Chmod(a.abs(e.Path), act.onDisk.Mode().Perm()|0o700); err != nil {
+				return err
+			}
+		}
+	}
+	needStage := false
+	for i := 1; i < len(a.m.Entries); i++ {
+		if t := a.m.Entries[i].Type; t != TypeDir && a.actions[i].kind != actKeep {
+			needStage = true
+			break
+		}
+	}
+	staged := false
+	if needStage {
+		a.stage = filepath.Join(a.dst, stagePrefix+randomHex())
+		if err := os.Mkdir(a.stage, 0o700); err != nil {
+			return fmt.Errorf("create staging directory: %w", err)
+		}
+		staged = true
+	}
+	defer func() {
+		if staged {
+			_ = removeTree(a.stage) // best effort: err says what failed
+		}
+	}()
+	var files []int
+	for i := 1; i < len(a.m.Entries); i++ {
+		e, act := &a.m.Entries[i], &a.actions[i]
+		if act.kind == actKeep {
+			continue
+		}
+		switch e.Type {
+		case TypeFile:
+			act.staged = filepath.Join(a.stage, fmt.Sprint(i))
+			files = append(files, i)
+		case TypeSymlink:
+			act.staged = filepath.Join(a.stage, fmt.Sprint(i))
+			if err := os.Symlink(e.Target, act.staged); err != nil {
+				return err
+			}
+		}
+	}
+	if err := a.writeFiles(ctx, files); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Everything new is on disk: from here on, change dst.
+	touched := make(map[string]bool)
+	if err := a.deleteGone(touched); err != nil {
+		return err
+	}
+	for i := 1; i < len(a.m.Entries); i++ {
+		if err := a.place(ctx, i, touched); err != nil {
+			return err
+		}
+	}
+	if err := a.setFileMeta(); err != nil {
+		return err
+	}
+	if staged {
+		staged = false
+		if err := removeTree(a.stage); err != nil {
+			return fmt.Errorf("remove staging directory: %w", err)
+		}
+		touched[RootPath] = true // the staging directory came and went
+	}
+	if err := a.setDirMeta(touched); err != nil {
+		return err
+	}
+	if !staged && len(touched) == 0 && a.stateUnchanged() {
+		return nil
+	}
+	return a.saveState()
+}
+
+// removeStaleStages removes staging directories a crashed Apply left.
+func (a *applier) removeStaleStages() {
+	entries, err := os.ReadDir(a.dst)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), stagePrefix) && !a.newBy[e.Name()] {
+			_ = removeTree(filepath.Join(a.dst, e.Name())) // best effort: only leftovers
+		}
+	}
+}
+
+// deleteGone removes what the last Apply wrote and the source no longer
+// has, deepest first, while it is still as written; directories go only
+// when empty.
+func (a *applier) deleteGone(touched map[string]bool) error {
+	a.realDir = map[string]bool{RootPath: true}
+	for i := len(a.prev.entries) - 1; i >= 0; i-- {
+		e := &a.prev.entries[i]
+		if e.Path == RootPath || a.newBy[e.Path] || !a.underRealDirs(e.Path) {
+			continue
+		}
+		p := a.abs(e.Path)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if e.Type == TypeDir {
+			if !fi.IsDir() {
+				a.stats.Kept++
+				continue
+			}
+			err := os.Remove(p)
+			switch {
+			case err == nil:
+				a.stats.Deleted++
+				touched[parentPath(e.Path)] = true
+			case errors.Is(err, syscall.ENOTEMPTY), errors.Is(err, syscall.EEXIST):
+				a.stats.Kept++
+			default:
+				return fmt.Errorf("remove %s: %w", e.Path, err)
+			}
+			continue
+		}
+		if !a.ownedUnchanged(e.Path, e, fi) {
+			a.stats.Kept++
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", e.Path, err)
+		}
+		a.stats.Deleted++
+		touched[parentPath(e.Path)] = true
+	}
+	return nil
+}
+
+// underRealDirs reports whether every directory above rel is a real
+// directory, not a link (so deleting rel cannot reach outside dst).
+func (a *applier) underRealDirs(rel string) bool {
+	parent := parentPath(rel)
+	if ok, known := a.realDir[parent]; known {
+		return ok
+	}
+	ok := a.underRealDirs(parent)
+	if ok {
+		fi, err := os.Lstat(a.abs(parent))
+		ok = err == nil && fi.IsDir()
+	}
+	a.realDir[parent] = ok
+	return ok
+}
+
+// place puts entry i in place: creates a directory, or renames a staged
+// file or link over whatever is there.
+func (a *applier) place(ctx context.Context, i int, touched map[string]bool) error {
+	e, act := &a.m.Entries[i], &a.actions[i]
+	if act.kind == actKeep {
+		return nil
+	}
+	p := a.abs(e.Path)
+	touched[parentPath(e.Path)] = true
+	if act.kind == actReplace {
+		fi, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return err
+		case fi.IsDir() && e.Type == TypeDir:
+		case fi.IsDir():
+			// checkOwnedTree vouched for it, and deleteGone emptied it of
+			// what was ours; anything left now is new.
+			if err := os.Remove(p); err != nil {
+				return fmt.Errorf("cannot put %s in place of directory %s: %w; move what it holds away and sync again", e.Path, e.Path, err)
+			}
+		case e.Type == TypeDir:
+			if err := os.Remove(p); err != nil {
+				return fmt.Errorf("replace %s with a directory: %w", e.Path, err)
+			}
+		}
+	}
+	switch e.Type {
+	case TypeDir:
+		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		a.stats.Dirs++
+	case TypeFile, TypeSymlink:
+		err := os.Rename(act.staged, p)
+		if errors.Is(err, syscall.EXDEV) && e.Type == TypeFile {
+			// A mount point inside dst: write again beside the target.
+			tmp := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".sky-tmp-"+randomHex())
+			buf := copyBufPool.Get().(*[]byte)
+			rec, werr := a.writeFile(ctx, tmp, e, *buf)
+			copyBufPool.Put(buf)
+			if werr != nil {
+				_ = os.Remove(tmp) // best effort: werr says what failed
+				return werr
+			}
+			act.rec = rec
+			err = os.Rename(tmp, p)
+		}
+		if err != nil {
+			return fmt.Errorf("put %s in place: %w", e.Path, err)
+		}
+		if e.Type == TypeSymlink {
+			a.stats.Symlinks++
+		}
+	}
+	return nil
+}
+
+// writeFiles writes the files at the given entry indexes to their staged
+// paths, several at once.
+func (a *applier) writeFiles(ctx context.Context, files []int) error {
+	if len(files) == 0 {
+		return nil
+	}
+	var total int64
+	for _, i := range files {
+		total += a.m.Entries[i].Size
+	}
+	m := newMeter(a.opts.Progress, "apply", len(files), total)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		next     int
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for range min(a.opts.Workers, len(files)) {
+		wg.Go(func() {
+			buf := copyBufPool.Get().(*[]byte)
+			defer copyBufPool.Put(buf)
+			for {
+				mu.Lock()
+				if next == len(files) || firstErr != nil {
+					mu.Unlock()
+					return
+				}
+				i := files[next]
+				next++
+				mu.Unlock()
+				e, act := &a.m.Entries[i], &a.actions[i]
+				rec, err := a.writeFile(ctx, act.staged, e, *buf)
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+						cancel()
+					}
+					mu.Unlock()
+					return
+				}
+				act.rec = rec
+				m.add(1, e.Size)
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	a.stats.Written += len(files)
+	a.stats.WrittenBytes += total
+	m.done()
+	return nil
+}
+
+// writeFile writes e's content, mode and mtime to a new file at path and
+// returns its record.
+func (a *applier) writeFile(ctx context.Context, path string, e *Entry, buf []byte) (rec fileRecord, err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return rec, err
+	}
+	defer func() {
+		if f != nil {
+			_ = f.Close() // an error is already on its way
+		}
+	}()
+	for _, c := range e.Chunks {
+		if err := ctx.Err(); err != nil {
+			return rec, err
+		}
+		rc, err := a.src.Get(ctx, c.ID)
+		if err != nil {
+			return rec, fmt.Errorf("write %s: %w", e.Path, err)
+		}
+		n, err := copyChunkTo(f, rc, buf)
+		rc.Close() // read only
+		if err == nil && n != c.Size {
+			err = fmt.Errorf("chunk %s holds %d bytes, the manifest says %d", c.ID, n, c.Size)
+		}
+		if err != nil {
+			return rec, fmt.Errorf("write %s: %w", e.Path, err)
+		}
+	}
+	if err := f.Chmod(e.FileMode()); err != nil {
+		return rec, fmt.Errorf("write %s: %w", e.Path, err)
+	}
+	cerr := f.Close()
+	f = nil
+	if cerr != nil {
+		return rec, fmt.Errorf("write %s: %w", e.Path, cerr)
+	}
+	return a.setMTime(path, e)
+}
+
+// setMTime sets path's mtime to e's and returns the file's record.
+func (a *applier) setMTime(path string, e *Entry) (fileRecord, error) {
+	t := time.Unix(0, e.MTime)
+	if err := os.Chtimes(path, time.Time{}, t); err != nil {
+		return fileRecord{}, fmt.Errorf("set time of %s: %w", e.Path, err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fileRecord{}, err
+	}
+	_, ino, _ := fileIdentity(fi)
+	return fileRecord{ino: ino, size: fi.Size(), mtime: fi.ModTime().UnixNano()}, nil
+}
+
+// setFileMeta gives files that were kept the mode and mtime of the source.
+func (a *applier) setFileMeta() error {
+	for i := 1; i < len(a.m.Entries); i++ {
+		e, act := &a.m.Entries[i], &a.actions[i]
+		if e.Type != TypeFile || act.kind != actKeep {
+			continue
+		}
+		if err := a.keepFileMeta(e, act); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *applier) keepFileMeta(e *Entry, act *action) error {
+	a.stats.Unchanged++
+	if act.onDisk == nil {
+		return nil // trusted unchanged (SkipUnchanged)
+	}
+	p := a.abs(e.Path)
+	if unixMode(act.onDisk.Mode()) != e.Mode {
+		if err := os.Chmod(p, e.FileMode()); err != nil {
+			return fmt.Errorf("set mode of %s: %w", e.Path, err)
+		}
+	}
+	if act.rec.mtime != e.MTime {
+		rec, err := a.setMTime(p, e)
+		if err != nil {
+			return err
+		}
+		act.rec = rec
+	}
+	return nil
+}
+
+// setDirMeta gives directories their mode and mtime, deepest first, so
+// that setting one does not disturb another. With touched nil (a fresh
+// tree) every directory is set; otherwise those created, touched, or whose
+// mode or mtime differ.
+func (a *applier) setDirMeta(touched map[string]bool) error {
+	for i := len(a.m.Entries) - 1; i >= 0; i-- {
+		e, act := &a.m.Entries[i], &a.actions[i]
+		if e.Type != TypeDir {
+			continue
+		}
+		p := a.abs(e.Path)
+		setMode, setTime := true, true
+		if touched != nil && act.kind == actKeep {
+			if fi := act.onDisk; fi != nil {
+				setMode = unixMode(fi.Mode()) != e.Mode || fi.Mode().Perm()&0o300 != 0o300
+				setTime = touched[e.Path] || fi.ModTime().UnixNano() != e.MTime
+			} else {
+				setMode, setTime = false, touched[e.Path]
+			}
+		}
+		if setMode {
+			if err := os.Chmod(p, e.FileMode()); err != nil {
+				return fmt.Errorf("set mode of %s: %w", e.Path, err)
+			}
+		}
+		if setTime {
+			if err := os.Chtimes(p, time.Time{}, time.Unix(0, e.MTime)); err != nil {
+				return fmt.Errorf("set time of %s: %w", e.Path, err)
+			}
+		}
+	}
+	return nil
+}
+
+// applyFile applies a manifest whose root is one file: dst becomes it.
+func (a *applier) applyFile(ctx context.Context) error {
+	e, act := &a.m.Entries[0], &a.actions[0]
+	if act.kind == actKeep {
+		return a.keepFileMeta(e, act)
+	}
+	parent := filepath.Dir(a.dst)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return err
+	}
+	tmp := filepath.Join(parent, "."+filepath.Base(a.dst)+".sky-tmp-"+randomHex())
+	act.staged = tmp
+	if err := a.writeFiles(ctx, []int{0}); err != nil {
+		_ = os.Remove(tmp) // best effort: err says what failed
+		return err
+	}
+	if err := os.Rename(tmp, a.dst); err != nil {
+		_ = os.Remove(tmp) // best effort: err says what failed
+		return err
+	}
+	return nil
+}
+
+// stateUnchanged reports whether the state file already says what
+// saveState would write: same entries, same file records.
+func (a *applier) stateUnchanged() bool {
+	if a.prev == nil || len(a.prev.entries) != len(a.m.Entries) {
+		return false
+	}
+	for i := range a.m.Entries {
+		e, p := &a.m.Entries[i], &a.prev.entries[i]
+		if e.Path != p.Path || !sameEntry(e, p) {
+			return false
+		}
+		if e.Type == TypeFile && a.prev.records[e.Path] != a.actions[i].rec {
+			return false
+		}
+	}
+	return true
+}
+
+// saveState records the manifest just applied and its files' records.
+func (a *applier) saveState() error {
+	st := &applyState{dst: a.dst, entries: a.m.Entries, records: make(map[string]fileRecord)}
+	for i := range a.m.Entries {
+		if a.m.Entries[i].Type == TypeFile {
+			st.records[a.m.Entries[i].Path] = a.actions[i].rec
+		}
+	}
+	return st.save(a.state)
+}
+
+func randomHex() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Sprint(time.Now().UnixNano())
+	}
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,503 @@
+package transfer
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/zeebo/blake3"
+)
+
+// DiskStore is a ChunkStore in a directory. Chunks are kept in pack files,
+// <dir>/packs/<name>.pack: the chunks' bytes one after another, then an
+// index of (id, offset, length) and a footer. A batch of chunks (one
+// fetch request's worth, or one upload request's) goes into one pack, so
+// syncing 5,000 small files creates a few dozen files in the store, not
+// 5,000; a lone Put makes a pack of one. Every chunk's hash is checked as
+// it is written; a pack is written under a temporary name and renamed into
+// place, so readers never see a partial one. Packs are not fsynced: a pack
+// lost in a crash is fetched again.
+//
+// It also serves the peer-to-peer fetch: while a Fetcher fills the store,
+// a Get for a chunk on its way in waits (up to MaxWait) until it lands.
+type DiskStore struct {
+	dir string
+	// MaxWait bounds how long Get waits for an expected chunk; zero means
+	// two minutes.
+	MaxWait time.Duration
+
+	mu      sync.Mutex
+	index   map[ChunkID]chunkInPack
+	pending map[ChunkID]*pendingChunk // ids a Fetcher said are coming
+}
+
+// chunkInPack is where a chunk lives.
+type chunkInPack struct {
+	pack string // file name in the packs directory
+	off  int64
+	size int64
+}
+
+type pendingChunk struct {
+	done chan struct{}
+	refs int
+}
+
+var (
+	_ ChunkStore    = (*DiskStore)(nil)
+	_ expecter      = (*DiskStore)(nil)
+	_ batchStarter  = (*DiskStore)(nil)
+	_ fileSectioner = (*packReader)(nil)
+)
+
+// Pack file layout:
+//
+//	chunk bytes ...
+//	index: per chunk, 32-byte id, 8-byte offset, 8-byte length (big-endian)
+//	footer: 8-byte chunk count, then packMagic
+const (
+	packMagic      = "SKYPACK1"
+	packEntrySize  = 48
+	packFooterSize = 16
+	packsDir       = "packs"
+	packSuffix     = ".pack"
+)
+
+// NewDiskStore opens the store in dir, creating it if needed, and reads
+// the index of every pack in it.
+func NewDiskStore(dir string) (*DiskStore, error) {
+	s := &DiskStore{
+		dir:     dir,
+		index:   make(map[ChunkID]chunkInPack),
+		pending: make(map[ChunkID]*pendingChunk),
+	}
+	if err := os.MkdirAll(filepath.Join(dir, packsDir), 0o755); err != nil {
+		return nil, fmt.Errorf("open chunk store: %w", err)
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, packsDir))
+	if err != nil {
+		return nil, fmt.Errorf("open chunk store: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		p := filepath.Join(dir, packsDir, name)
+		if !strings.HasSuffix(name, packSuffix) {
+			// A temporary file of a writer that died; old enough that no
+			// writer of another process can still be busy with it.
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
+				_ = os.Remove(p) // best effort: only a leftover
+			}
+			continue
+		}
+		idx, err := readPackIndex(p)
+		if err != nil {
+			// A damaged pack holds nothing we can trust: drop it, and its
+			// chunks will be fetched again.
+			_ = os.Remove(p) // best effort
+			continue
+		}
+		for _, c := range idx {
+			if _, ok := s.index[c.id]; !ok {
+				s.index[c.id] = chunkInPack{pack: name, off: c.off, size: c.size}
+			}
+		}
+	}
+	return s, nil
+}
+
+type packEntry struct {
+	id        ChunkID
+	off, size int64
+}
+
+// readPackIndex reads the index at the end of a pack file.
+func readPackIndex(path string) ([]packEntry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close() // read only
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := fi.Size()
+	if size < packFooterSize {
+		return nil, errors.New("pack too short")
+	}
+	var footer [packFooterSize]byte
+	if _, err := f.ReadAt(footer[:], size-packFooterSize); err != nil {
+		return nil, err
+	}
+	if string(footer[8:]) != packMagic {
+		return nil, errors.New("not a pack")
+	}
+	n := binary.BigEndian.Uint64(footer[:8])
+	if n > uint64(size/packEntrySize) {
+		return nil, errors.New("bad pack index")
+	}
+	idxStart := size - packFooterSize - int64(n)*packEntrySize
+	buf := make([]byte, int64(n)*packEntrySize)
+	if _, err := f.ReadAt(buf, idxStart); err != nil {
+		return nil, err
+	}
+	entries := make([]packEntry, n)
+	for i := range entries {
+		b := buf[i*packEntrySize:]
+		copy(entries[i].id[:], b[:32])
+		entries[i].off = int64(binary.BigEndian.Uint64(b[32:40]))
+		entries[i].size = int64(binary.BigEndian.Uint64(b[40:48]))
+		if entries[i].off < 0 || entries[i].size < 0 || entries[i].off+entries[i].size > idxStart {
+			return nil, errors.New("bad pack index")
+		}
+	}
+	return entries, nil
+}
+
+// Dir returns the store's directory.
+func (s *DiskStore) Dir() string { return s.dir }
+
+// Missing returns those of ids that are not in the store.
+func (s *DiskStore) Missing(ctx context.Context, ids []ChunkID) ([]ChunkID, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var missing []ChunkID
+	for _, id := range ids {
+		if _, ok := s.index[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	return missing, nil
+}
+
+// Get opens chunk id. For a chunk that a Fetcher is bringing in, Get waits
+// until it lands, the fetch gives up, ctx ends or MaxWait passes.
+func (s *DiskStore) Get(ctx context.Context, id ChunkID) (io.ReadCloser, error) {
+	s.mu.Lock()
+	loc, ok := s.index[id]
+	p := s.pending[id]
+	s.mu.Unlock()
+	if !ok && p != nil {
+		wait := s.MaxWait
+		if wait <= 0 {
+			wait = 2 * time.Minute
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-p.done:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		t.Stop()
+		s.mu.Lock()
+		loc, ok = s.index[id]
+		s.mu.Unlock()
+	}
+	if !ok {
+		return nil, fmt.Errorf("chunk %s: %w", id, ErrChunkNotFound)
+	}
+	f, err := os.Open(filepath.Join(s.dir, packsDir, loc.pack))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("chunk %s: %w (its pack was removed)", id, ErrChunkNotFound)
+		}
+		return nil, fmt.Errorf("read chunk %s: %w", id, err)
+	}
+	return &packReader{f: f, r: io.NewSectionReader(f, loc.off, loc.size), off: loc.off, size: loc.size}, nil
+}
+
+// packReader reads one chunk out of a pack.
+type packReader struct {
+	f         *os.File
+	r         *io.SectionReader
+	off, size int64
+}
+
+func (p *packReader) Read(b []byte) (int, error) { return p.r.Read(b) }
+func (p *packReader) Close() error               { return p.f.Close() }
+
+// Size returns the chunk's length.
+func (p *packReader) Size() int64 { return p.size }
+
+// fileSection lets a copy into a file stay in the kernel.
+func (p *packReader) fileSection() (*os.File, int64, int64) { return p.f, p.off, p.size }
+
+// fileSectioner is a chunk reader whose bytes are a section of a file.
+type fileSectioner interface {
+	fileSection() (f *os.File, off, size int64)
+}
+
+// copyChunkTo copies a chunk reader into dst, in the kernel when the chunk
+// is a section of a file.
+func copyChunkTo(dst *os.File, rc io.Reader, buf []byte) (int64, error) {
+	if fsec, ok := rc.(fileSectioner); ok {
+		f, off, size := fsec.fileSection()
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			return 0, err
+		}
+		return io.Copy(dst, &io.LimitedReader{R: f, N: size}) // copy_file_range
+	}
+	if f, ok := rc.(*os.File); ok {
+		return io.Copy(dst, f)
+	}
+	return io.CopyBuffer(dst, onlyReader{rc}, buf)
+}
+
+// onlyReader hides every method but Read, so io.CopyBuffer uses its buffer.
+type onlyReader struct{ io.Reader }
+
+// copyBufPool holds the buffers chunks are copied through.
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// Put stores one chunk, as a pack of one.
+func (s *DiskStore) Put(ctx context.Context, id ChunkID, r io.Reader) error {
+	s.mu.Lock()
+	_, ok := s.index[id]
+	s.mu.Unlock()
+	if ok {
+		return nil
+	}
+	b := s.newBatch()
+	if err := b.Put(ctx, id, r); err != nil {
+		b.Abort()
+		return err
+	}
+	return b.Commit()
+}
+
+// batchStarter is an optional capability of a ChunkStore: many chunks
+// written as one unit, which is much cheaper than one by one.
+type batchStarter interface {
+	newBatch() chunkBatch
+}
+
+// chunkBatch collects chunks; they become visible together at Commit.
+type chunkBatch interface {
+	// Put adds a chunk after checking its hash (ErrChunkCorrupt, and the
+	// chunk is left out, when it does not match); one already in the
+	// store is skipped.
+	Put(ctx context.Context, id ChunkID, r io.Reader) error
+	Commit() error
+	Abort()
+}
+
+// packBatch writes chunks into a new pack.
+type packBatch struct {
+	s       *DiskStore
+	f       *os.File
+	tmp     string
+	off     int64
+	entries []packEntry
+	added   map[ChunkID]bool
+	h       *blake3.Hasher
+	err     error // a write failed: the batch can only be aborted
+}
+
+func (s *DiskStore) newBatch() chunkBatch {
+	return &packBatch{s: s, h: blake3.New(), added: map[ChunkID]bool{}}
+}
+
+func (b *packBatch) Put(ctx context.Context, id ChunkID, r io.Reader) error {
+	if b.err != nil {
+		return b.err
+	}
+	b.s.mu.Lock()
+	_, ok := b.s.index[id]
+	b.s.mu.Unlock()
+	if ok || b.added[id] {
+		return nil
+	}
+	if b.f == nil {
+		f, err := os.CreateTemp(filepath.Join(b.s.dir, packsDir), "tmp-")
+		if err != nil {
+			b.err = fmt.Errorf("store chunk %s: %w", id, err)
+			return b.err
+		}
+		b.f, b.tmp = f, f.Name()
+	}
+	b.h.Reset()
+	bp := copyBufPool.Get().(*[]byte)
+	n, err := io.CopyBuffer(io.MultiWriter(b.f, b.h), ctxReader{ctx, r}, *bp)
+	copyBufPool.Put(bp)
+	if err != nil {
+		// What was read is of no use; a read error may also leave the
+		// stream behind it unusable, so the caller decides what next.
+		if terr := b.rewind(); terr != nil {
+			return terr
+		}
+		return fmt.Errorf("store chunk %s: %w", id, err)
+	}
+	var got ChunkID
+	b.h.Sum(got[:0])
+	if got != id {
+		if terr := b.rewind(); terr != nil {
+			return terr
+		}
+		return fmt.Errorf("store chunk %s: %w (the bytes hash to %s)", id, ErrChunkCorrupt, got)
+	}
+	b.entries = append(b.entries, packEntry{id: id, off: b.off, size: n})
+	b.added[id] = true
+	b.off += n
+	return nil
+}
+
+// rewind drops the bytes written after the last good chunk.
+func (b *packBatch) rewind() error {
+	if err := b.f.Truncate(b.off); err != nil {
+		b.err = err
+		return err
+	}
+	if _, err := b.f.Seek(b.off, io.SeekStart); err != nil {
+		b.err = err
+		return err
+	}
+	return nil
+}
+
+// Commit writes the pack's index, renames it into place and makes its
+// chunks visible.
+func (b *packBatch) Commit() error {
+	if b.err != nil {
+		b.Abort()
+		return b.err
+	}
+	if len(b.entries) == 0 {
+		b.Abort()
+		return nil
+	}
+	idx := make([]byte, 0, len(b.entries)*packEntrySize+packFooterSize)
+	for _, e := range b.entries {
+		idx = append(idx, e.id[:]...)
+		idx = binary.BigEndian.AppendUint64(idx, uint64(e.off))
+		idx = binary.BigEndian.AppendUint64(idx, uint64(e.size))
+	}
+	idx = binary.BigEndian.AppendUint64(idx, uint64(len(b.entries)))
+	idx = append(idx, packMagic...)
+	if _, err := b.f.Write(idx); err != nil {
+		b.Abort()
+		return fmt.Errorf("store chunks: %w", err)
+	}
+	if err := b.f.Close(); err != nil {
+		b.f = nil
+		b.Abort()
+		return fmt.Errorf("store chunks: %w", err)
+	}
+	b.f = nil
+	name := b.entries[0].id.String()[:16] + "-" + randomHex() + packSuffix
+	if err := os.Rename(b.tmp, filepath.Join(b.s.dir, packsDir, name)); err != nil {
+		b.Abort()
+		return fmt.Errorf("store chunks: %w", err)
+	}
+	s := b.s
+	s.mu.Lock()
+	for _, e := range b.entries {
+		if _, ok := s.index[e.id]; !ok {
+			s.index[e.id] = chunkInPack{pack: name, off: e.off, size: e.size}
+		}
+		if p := s.pending[e.id]; p != nil {
+			close(p.done)
+			delete(s.pending, e.id)
+		}
+	}
+	s.mu.Unlock()
+	b.entries = nil
+	return nil
+}
+
+// Abort drops the batch.
+func (b *packBatch) Abort() {
+	if b.f != nil {
+		_ = b.f.Close() // the file is removed next
+		b.f = nil
+	}
+	if b.tmp != "" {
+		_ = os.Remove(b.tmp) // best effort: a leftover is removed at the next open
+		b.tmp = ""
+	}
+	b.entries = nil
+}
+
+// Expect marks ids as on their way in, for Get to wait on.
+func (s *DiskStore) Expect(ids []ChunkID) (release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	held := make(map[ChunkID]*pendingChunk, len(ids))
+	for _, id := range ids {
+		if _, ok := s.index[id]; ok || held[id] != nil {
+			continue
+		}
+		p := s.pending[id]
+		if p == nil {
+			p = &pendingChunk{done: make(chan struct{})}
+			s.pending[id] = p
+		}
+		p.refs++
+		held[id] = p
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			for id, p := range held {
+				p.refs--
+				if p.refs == 0 && s.pending[id] == p {
+					close(p.done)
+					delete(s.pending, id)
+				}
+			}
+		})
+	}
+}
+
+// Retain removes the packs none of whose chunks keep accepts, and returns
+// how many chunks went with them. A pack holding a chunk still wanted is
+// kept whole. Use it to bound the store: keep the chunks of the manifests
+// still wanted. Do not run it while a Fetch or Apply uses the store.
+func (s *DiskStore) Retain(ctx context.Context, keep func(ChunkID) bool) (int, error) {
+	s.mu.Lock()
+	byPack := make(map[string][]ChunkID)
+	for id, loc := range s.index {
+		byPack[loc.pack] = append(byPack[loc.pack], id)
+	}
+	s.mu.Unlock()
+	removed := 0
+	for pack, ids := range byPack {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		wanted := false
+		for _, id := range ids {
+			if keep(id) {
+				wanted = true
+				break
+			}
+		}
+		if wanted {
+			continue
+		}
+		s.mu.Lock()
+		for _, id := range ids {
+			delete(s.index, id)
+		}
+		s.mu.Unlock()
+		if err := os.Remove(filepath.Join(s.dir, packsDir, pack)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("prune chunk store: %w", err)
+		}
+		removed += len(ids)
+	}
+	return removed, nil
+}

@@ -1,0 +1,151 @@
+package transfer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func readChunk(t *testing.T, s Source, id ChunkID) []byte {
+	t.Helper()
+	rc, err := s.Get(context.Background(), id)
+	mustNo(t, err)
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	mustNo(t, err)
+	return data
+}
+
+func TestDiskStorePutGetReopen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := NewDiskStore(dir)
+	mustNo(t, err)
+	a, b := []byte("alpha"), randomBytes(1, 3<<20)
+	ida, idb := HashChunk(a), HashChunk(b)
+	mustNo(t, s.Put(ctx, ida, bytes.NewReader(a)))
+	batch := s.newBatch()
+	mustNo(t, batch.Put(ctx, idb, bytes.NewReader(b)))
+	mustNo(t, batch.Put(ctx, ida, bytes.NewReader(a))) // already there: skipped
+	mustNo(t, batch.Commit())
+	missing, err := s.Missing(ctx, []ChunkID{ida, HashChunk([]byte("nope")), idb})
+	mustNo(t, err)
+	if len(missing) != 1 || missing[0] != HashChunk([]byte("nope")) {
+		t.Fatalf("Missing = %v", missing)
+	}
+	// A fresh store over the same directory finds everything again.
+	s2, err := NewDiskStore(dir)
+	mustNo(t, err)
+	if got := readChunk(t, s2, idb); !bytes.Equal(got, b) {
+		t.Fatal("chunk b differs after reopening")
+	}
+	if got := readChunk(t, s2, ida); !bytes.Equal(got, a) {
+		t.Fatal("chunk a differs after reopening")
+	}
+	if _, err := s2.Get(ctx, HashChunk([]byte("nope"))); !errors.Is(err, ErrChunkNotFound) {
+		t.Fatalf("Get of a missing chunk: %v, want ErrChunkNotFound", err)
+	}
+}
+
+func TestDiskStoreRejectsCorruptChunks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := NewDiskStore(dir)
+	mustNo(t, err)
+	good, bad := []byte("good"), []byte("bad")
+	err = s.Put(ctx, HashChunk(good), bytes.NewReader(bad))
+	if !errors.Is(err, ErrChunkCorrupt) {
+		t.Fatalf("Put of corrupt data: %v, want ErrChunkCorrupt", err)
+	}
+	if m, _ := s.Missing(ctx, []ChunkID{HashChunk(good)}); len(m) != 1 {
+		t.Fatal("a corrupt chunk became visible")
+	}
+	// In a batch, a corrupt chunk is left out and the others kept.
+	batch := s.newBatch()
+	one, two := []byte("one"), []byte("two")
+	mustNo(t, batch.Put(ctx, HashChunk(one), bytes.NewReader(one)))
+	if err := batch.Put(ctx, HashChunk(good), bytes.NewReader(bad)); !errors.Is(err, ErrChunkCorrupt) {
+		t.Fatalf("batch Put of corrupt data: %v", err)
+	}
+	mustNo(t, batch.Put(ctx, HashChunk(two), bytes.NewReader(two)))
+	mustNo(t, batch.Commit())
+	if got := readChunk(t, s, HashChunk(two)); string(got) != "two" {
+		t.Fatalf("chunk after a corrupt one reads %q", got)
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, packsDir))
+	mustNo(t, err)
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), packSuffix) {
+			t.Fatalf("temporary file %s left behind", e.Name())
+		}
+	}
+	// A damaged pack is dropped when the store is opened.
+	p := filepath.Join(dir, packsDir, entries[0].Name())
+	mustNo(t, os.WriteFile(p, []byte("garbage"), 0o644))
+	if _, err := NewDiskStore(dir); err != nil {
+		t.Fatalf("reopen with a damaged pack: %v", err)
+	}
+}
+
+func TestDiskStoreGetWaitsForExpectedChunks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := NewDiskStore(t.TempDir())
+	mustNo(t, err)
+	data := []byte("on its way")
+	id := HashChunk(data)
+	other := HashChunk([]byte("never comes"))
+	release := s.Expect([]ChunkID{id, other})
+	got := make(chan error, 2)
+	go func() {
+		rc, err := s.Get(ctx, id)
+		if err == nil {
+			rc.Close()
+		}
+		got <- err
+	}()
+	go func() {
+		_, err := s.Get(ctx, other)
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("Get returned before the chunk arrived: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	mustNo(t, s.Put(ctx, id, bytes.NewReader(data)))
+	if err := <-got; err != nil {
+		t.Fatalf("Get of the arrived chunk: %v", err)
+	}
+	release()
+	if err := <-got; !errors.Is(err, ErrChunkNotFound) {
+		t.Fatalf("Get of a chunk that never came: %v, want ErrChunkNotFound", err)
+	}
+}
+
+func TestDiskStoreRetain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := NewDiskStore(t.TempDir())
+	mustNo(t, err)
+	keep, drop := []byte("keep"), []byte("drop")
+	mustNo(t, s.Put(ctx, HashChunk(keep), bytes.NewReader(keep)))
+	mustNo(t, s.Put(ctx, HashChunk(drop), bytes.NewReader(drop)))
+	n, err := s.Retain(ctx, func(id ChunkID) bool { return id == HashChunk(keep) })
+	mustNo(t, err)
+	if n != 1 {
+		t.Fatalf("Retain removed %d chunks, want 1", n)
+	}
+	missing, _ := s.Missing(ctx, []ChunkID{HashChunk(keep), HashChunk(drop)})
+	if len(missing) != 1 || missing[0] != HashChunk(drop) {
+		t.Fatalf("after Retain, missing = %v", missing)
+	}
+}

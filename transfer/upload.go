@@ -1,0 +1,235 @@
+package transfer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// UploadOptions tunes Upload.
+type UploadOptions struct {
+	// Parallel is how many requests run at once; zero means 4.
+	Parallel int
+	// Progress receives "upload" progress: chunks and bytes sent.
+	Progress ProgressFunc
+}
+
+// UploadStats counts what Upload sent.
+type UploadStats struct {
+	Chunks        int   // chunks sent
+	Bytes         int64 // their bytes
+	Present       int   // chunks the destination already held
+	ManifestBytes int   // size of the encoded manifest (sent unless present)
+}
+
+// Upload sends dst the chunks of m it lacks, read from src (a Tree on the
+// client), then the manifest itself, stored as a chunk under its id, which
+// it returns. The manifest goes last, so a store that holds a manifest
+// holds all its chunks.
+func Upload(ctx context.Context, m *Manifest, src Source, dst ChunkStore, opts UploadOptions) (ChunkID, UploadStats, error) {
+	var st UploadStats
+	data, err := m.Encode()
+	if err != nil {
+		return ChunkID{}, st, err
+	}
+	mid := HashChunk(data)
+	st.ManifestBytes = len(data)
+	refs := m.Chunks()
+	ids := make([]ChunkID, len(refs), len(refs)+1)
+	for i, r := range refs {
+		ids[i] = r.ID
+	}
+	ids = append(ids, mid)
+	missing, err := dst.Missing(ctx, ids)
+	if err != nil {
+		return mid, st, fmt.Errorf("upload: %w", err)
+	}
+	if len(missing) == 0 {
+		st.Present = len(refs)
+		return mid, st, nil
+	}
+	lacks := make(map[ChunkID]bool, len(missing))
+	for _, id := range missing {
+		lacks[id] = true
+	}
+	var send []ChunkRef
+	var total int64
+	for _, r := range refs {
+		if lacks[r.ID] {
+			send = append(send, r)
+			total += r.Size
+		}
+	}
+	st.Present = len(refs) - len(send)
+	meter := newMeter(opts.Progress, "upload", len(send), total)
+	if err := putChunks(ctx, send, src, dst, opts.Parallel, meter); err != nil {
+		return mid, st, err
+	}
+	st.Chunks, st.Bytes = len(send), total
+	if lacks[mid] {
+		if err := dst.Put(ctx, mid, bytes.NewReader(data)); err != nil {
+			return mid, st, fmt.Errorf("upload manifest %s: %w", mid, err)
+		}
+	}
+	meter.done()
+	return mid, st, nil
+}
+
+// putChunks copies refs from src to dst, several batches at once.
+func putChunks(ctx context.Context, refs []ChunkRef, src Source, dst ChunkStore, parallel int, m *meter) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	if parallel <= 0 {
+		parallel = 4
+	}
+	var total int64
+	for _, r := range refs {
+		total += r.Size
+	}
+	limit := min(int64(maxBatchBytes), max(64<<10, total/int64(parallel)))
+	var batches [][]ChunkRef
+	var cur []ChunkRef
+	var curBytes int64
+	for _, r := range refs {
+		if len(cur) > 0 && (len(cur) == maxBatchChunks || curBytes+r.Size > limit) {
+			batches = append(batches, cur)
+			cur, curBytes = nil, 0
+		}
+		cur = append(cur, r)
+		curBytes += r.Size
+	}
+	batches = append(batches, cur)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		next     int
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	open := func(id ChunkID) (io.ReadCloser, error) { return src.Get(ctx, id) }
+	for range min(parallel, len(batches)) {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				if next == len(batches) || firstErr != nil {
+					mu.Unlock()
+					return
+				}
+				b := batches[next]
+				next++
+				mu.Unlock()
+				err := putBatch(ctx, b, open, dst)
+				if err == nil {
+					var n int64
+					for _, r := range b {
+						n += r.Size
+					}
+					m.add(len(b), n)
+					continue
+				}
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+					cancel()
+				}
+				mu.Unlock()
+				return
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		if errors.Is(firstErr, context.Canceled) && ctx.Err() != nil {
+			return fmt.Errorf("upload: %w", context.Cause(ctx))
+		}
+		return fmt.Errorf("upload: %w", firstErr)
+	}
+	return nil
+}
+
+func putBatch(ctx context.Context, refs []ChunkRef, open func(ChunkID) (io.ReadCloser, error), dst ChunkStore) error {
+	if bp, ok := dst.(BatchPutter); ok && len(refs) > 1 {
+		return bp.PutMany(ctx, refs, open)
+	}
+	if bs, ok := dst.(batchStarter); ok && len(refs) > 1 {
+		b := bs.newBatch()
+		for _, r := range refs {
+			rc, err := open(r.ID)
+			if err != nil {
+				b.Abort()
+				return err
+			}
+			err = b.Put(ctx, r.ID, rc)
+			rc.Close() // read only
+			if err != nil {
+				b.Abort()
+				return err
+			}
+		}
+		return b.Commit()
+	}
+	for _, r := range refs {
+		rc, err := open(r.ID)
+		if err != nil {
+			return err
+		}
+		err = dst.Put(ctx, r.ID, rc)
+		rc.Close() // read only
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// FetchManifest returns the manifest stored under id, fetching it into
+// store from the first of sources that has it when store lacks it.
+func FetchManifest(ctx context.Context, id ChunkID, store ChunkStore, sources ...Source) (Manifest, error) {
+	missing, err := store.Missing(ctx, []ChunkID{id})
+	if err != nil {
+		return Manifest{}, fmt.Errorf("fetch manifest %s: %w", id, err)
+	}
+	if len(missing) > 0 {
+		var tried []string
+		for _, s := range sources {
+			err := copyChunk(ctx, id, s, store)
+			if err == nil {
+				tried = nil
+				break
+			}
+			tried = append(tried, sourceName(s)+": "+err.Error())
+		}
+		if len(tried) > 0 || len(sources) == 0 {
+			return Manifest{}, fmt.Errorf("fetch manifest %s: %w (%v)", id, ErrNoSource, tried)
+		}
+	}
+	rc, err := store.Get(ctx, id)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("read manifest %s: %w", id, err)
+	}
+	defer rc.Close() // read only
+	data, err := readAllLimit(rc, 1<<30)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("read manifest %s: %w", id, err)
+	}
+	m, err := DecodeManifest(data)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("read manifest %s: %w", id, err)
+	}
+	return m, nil
+}
+
+func copyChunk(ctx context.Context, id ChunkID, src Source, dst ChunkStore) error {
+	rc, err := src.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer rc.Close() // read only
+	return dst.Put(ctx, id, rc)
+}
