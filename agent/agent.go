@@ -31,6 +31,7 @@ import (
 
 	"github.com/sky-coord/sky-coord/api"
 	"github.com/sky-coord/sky-coord/procscan"
+	"github.com/sky-coord/sky-coord/transfer"
 )
 
 // Options are the optional parts of an Agent.
@@ -66,6 +67,11 @@ type Agent struct {
 	procs   map[int64]map[int]*proc // running process groups, by job and pid
 	killed  map[int64]time.Time     // jobs killed on this node, by when
 	closing bool
+
+	// chunks is this node's chunk store (~/.sky/chunks); chunkClient
+	// reaches other agents' and the coordinator's with this node's token.
+	chunks      *transfer.DiskStore
+	chunkClient *http.Client
 
 	// members is this node's gossip view (nil without gossip).
 	members atomic.Pointer[membership]
@@ -122,6 +128,18 @@ func New(cfg api.AgentConfig, opts Options) (*Agent, error) {
 		a.grace = 2 * time.Second
 	}
 	a.gpus = sync.OnceValue(a.detectGPUs)
+	chunks, err := transfer.NewDiskStore(filepath.Join(cfg.Home, ".sky", "chunks"))
+	if err != nil {
+		return nil, fmt.Errorf("open the chunk store: %w", err)
+	}
+	a.chunks = chunks
+	tr := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	a.chunkClient = &http.Client{Transport: bearer{token: cfg.Token, next: tr}}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	return a, nil
 }
@@ -138,6 +156,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/node/kill", a.handleKill)
 	mux.HandleFunc("POST /v1/shutdown", a.handleShutdown)
 	mux.HandleFunc("GET /v1/shell", a.handleShell)
+	mux.Handle("/v1/chunks/", http.StripPrefix("/v1/chunks", transfer.ChunkHandler(a.chunks, transfer.HandlerOptions{})))
 	want := []byte("Bearer " + a.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
@@ -261,4 +280,16 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, api.Error{Error: err.Error()})
+}
+
+// bearer adds the node's token to every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
 }

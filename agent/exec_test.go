@@ -185,7 +185,11 @@ func TestNodeKillRefusesLateExec(t *testing.T) {
 func TestNodeSyncRejectsBadDest(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 1)
-	digest := c.coord.addBlob([]byte("x"))
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	digest := c.coord.addTree(t, src)
 	for _, dest := range []string{"~", "~other/x", ""} {
 		resp := c.do(0, http.MethodPost, "/v1/node/sync", api.NodeSyncRequest{Blobs: []api.BlobRef{{Digest: digest, Dest: dest}}})
 		if resp.StatusCode != http.StatusInternalServerError {

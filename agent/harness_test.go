@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/sky-coord/sky-coord/api"
 	"github.com/sky-coord/sky-coord/procscan"
+	"github.com/sky-coord/sky-coord/transfer"
 )
 
 // waitFor polls cond until it holds or 15 s pass.
@@ -68,7 +68,7 @@ type fakeCoord struct {
 	token string
 
 	mu         sync.Mutex
-	blobs      map[string][]byte
+	chunks     *transfer.DiskStore
 	events     []api.JobEvent
 	nodeEvs    []api.NodeEvent
 	failEvents int // answer 503 to this many event posts first
@@ -81,18 +81,14 @@ func (c *fakeCoord) nodeEvents() []api.NodeEvent {
 }
 
 func newFakeCoord(t *testing.T, token string) *fakeCoord {
-	c := &fakeCoord{token: token, blobs: map[string][]byte{}}
+	c := &fakeCoord{token: token}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/blobs/{digest}", func(w http.ResponseWriter, r *http.Request) {
-		c.mu.Lock()
-		b, ok := c.blobs[r.PathValue("digest")]
-		c.mu.Unlock()
-		if !ok {
-			writeError(w, http.StatusNotFound, fmt.Errorf("no blob %s", r.PathValue("digest")))
-			return
-		}
-		_, _ = w.Write(b)
-	})
+	store, err := transfer.NewDiskStore(filepath.Join(t.TempDir(), "chunks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.chunks = store
+	mux.Handle("/v1/chunks/", http.StripPrefix("/v1/chunks", transfer.ChunkHandler(store, transfer.HandlerOptions{})))
 	mux.HandleFunc("POST /v1/agent/job-events", func(w http.ResponseWriter, r *http.Request) {
 		var ev api.JobEvent
 		if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
@@ -131,13 +127,19 @@ func newFakeCoord(t *testing.T, token string) *fakeCoord {
 	return c
 }
 
-func (c *fakeCoord) addBlob(b []byte) string {
-	sum := sha256.Sum256(b)
-	d := hex.EncodeToString(sum[:])
-	c.mu.Lock()
-	c.blobs[d] = b
-	c.mu.Unlock()
-	return d
+// addTree uploads a directory (or file) to the fake coordinator's chunk
+// store as the CLI does and returns its manifest id.
+func (c *fakeCoord) addTree(t *testing.T, src string) string {
+	t.Helper()
+	tree, err := transfer.BuildManifest(context.Background(), src, transfer.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _, err := transfer.Upload(context.Background(), &tree.Manifest, tree, c.chunks, transfer.UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id.String()
 }
 
 func (c *fakeCoord) jobEvents(id int64) []api.JobEvent {

@@ -16,7 +16,7 @@ import (
 // node is driven in-process and the others over HTTP, through the same
 // code (syncBlobs, execute, killJob) on the node's side.
 type nodeClient interface {
-	sync(ctx context.Context, blobs []api.BlobRef) error
+	sync(ctx context.Context, req api.NodeSyncRequest) error
 	exec(ctx context.Context, req api.NodeExecRequest, emit frameFunc) error
 	kill(ctx context.Context, jobID int64) error
 }
@@ -36,8 +36,8 @@ func (a *Agent) node(n api.AgentNode) nodeClient {
 
 type localNode struct{ a *Agent }
 
-func (l localNode) sync(ctx context.Context, blobs []api.BlobRef) error {
-	return l.a.syncBlobs(ctx, blobs)
+func (l localNode) sync(ctx context.Context, req api.NodeSyncRequest) error {
+	return l.a.syncBlobs(ctx, req)
 }
 
 func (l localNode) exec(ctx context.Context, req api.NodeExecRequest, emit frameFunc) error {
@@ -79,8 +79,8 @@ func (r remoteNode) post(ctx context.Context, path string, body any) (*http.Resp
 	return resp, nil
 }
 
-func (r remoteNode) sync(ctx context.Context, blobs []api.BlobRef) error {
-	resp, err := r.post(ctx, "/v1/node/sync", api.NodeSyncRequest{Blobs: blobs})
+func (r remoteNode) sync(ctx context.Context, req api.NodeSyncRequest) error {
+	resp, err := r.post(ctx, "/v1/node/sync", req)
 	if err != nil {
 		return err
 	}

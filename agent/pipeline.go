@@ -147,17 +147,37 @@ func (a *Agent) event(spec api.AgentJob, s api.JobStatus) api.JobEvent {
 	return api.JobEvent{Cluster: spec.Cluster, JobID: spec.JobID, Status: s}
 }
 
-// syncAll syncs the job's blobs to every node in parallel; the first
-// failure names its node.
+// syncAll brings the job's trees to every node. The head syncs first,
+// from the coordinator, fetching every chunk; then the workers sync in
+// parallel, each chunk from its owner among them, the owner from the head.
+// So the coordinator sends each chunk once and the head about once. The
+// first failure names its node.
 func (a *Agent) syncAll(j *job) error {
 	spec := j.spec
-	errs := make([]error, len(spec.Nodes))
+	var head api.AgentNode
+	var workers []api.AgentNode
+	for _, n := range spec.Nodes {
+		if n.Rank == a.cfg.Rank {
+			head = n
+		} else {
+			workers = append(workers, n)
+		}
+	}
+	if err := (localNode{a}).sync(j.ctx, api.NodeSyncRequest{Blobs: spec.Blobs}); err != nil {
+		return fmt.Errorf("node %d (%s): %w", head.Rank, head.IP, err)
+	}
+	peers := make([]string, len(workers))
+	for i, n := range workers {
+		peers[i] = n.Addr
+	}
+	errs := make([]error, len(workers))
 	var wg sync.WaitGroup
-	for i, n := range spec.Nodes {
+	for i, n := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := a.node(n).sync(j.ctx, spec.Blobs); err != nil {
+			req := api.NodeSyncRequest{Blobs: spec.Blobs, Origins: []string{a.cfg.Bind}, Peers: peers, Self: i}
+			if err := a.node(n).sync(j.ctx, req); err != nil {
 				errs[i] = fmt.Errorf("node %d (%s): %w", n.Rank, n.IP, err)
 			}
 		}()

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sky-coord/sky-coord/api"
-	"github.com/sky-coord/sky-coord/transfer"
 )
 
 // dumpVars writes the named variables, one "K=V" a line, to ~/<file>.
@@ -334,11 +332,7 @@ func TestSyncBlobs(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		var buf bytes.Buffer
-		if _, err := transfer.Pack(context.Background(), dir, &buf); err != nil {
-			t.Fatal(err)
-		}
-		return c.coord.addBlob(buf.Bytes())
+		return c.coord.addTree(t, dir)
 	}
 	workdir := pack(map[string]string{"hello.txt": "hello\n", "debug.log": "no", ".gitignore": "*.log\n"})
 	data := pack(map[string]string{"x": "from ~/data\n"})
@@ -346,11 +340,7 @@ func TestSyncBlobs(t *testing.T) {
 	if err := os.WriteFile(fileSrc, []byte("a file mount\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var fbuf bytes.Buffer
-	if err := transfer.PackFile(context.Background(), fileSrc, &fbuf); err != nil {
-		t.Fatal(err)
-	}
-	file := c.coord.addBlob(fbuf.Bytes())
+	file := c.coord.addTree(t, fileSrc)
 	for _, ta := range c.agents { // what a job wrote in the workdir survives a sync, as with rsync
 		if err := os.MkdirAll(ta.home("sky_workdir"), 0o755); err != nil {
 			t.Fatal(err)
@@ -381,8 +371,8 @@ func TestSyncBlobs(t *testing.T) {
 	c.submit(j)
 	evs := c.waitEnd(8)
 	last := evs[len(evs)-1]
-	if last.Status != api.JobFailedSetup || !strings.Contains(last.Message, "node 0 (10.0.0.1)") || !strings.Contains(last.Message, "404") {
-		t.Errorf("final event = %+v, want FAILED_SETUP naming node 0 and the 404", last)
+	if last.Status != api.JobFailedSetup || !strings.Contains(last.Message, "node 0 (10.0.0.1)") || !strings.Contains(last.Message, "manifest") {
+		t.Errorf("final event = %+v, want FAILED_SETUP naming node 0 and the missing manifest", last)
 	}
 }
 

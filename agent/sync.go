@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -24,7 +23,7 @@ func (a *Agent) handleSync(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	if err := a.syncBlobs(r.Context(), req.Blobs); err != nil {
+	if err := a.syncBlobs(r.Context(), req); err != nil {
 		a.log.Warn("sync failed", "err", err)
 		writeError(w, http.StatusInternalServerError, err)
 		return
@@ -32,11 +31,11 @@ func (a *Agent) handleSync(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// syncBlobs makes sure ~/sky_workdir exists, then fetches each blob from
-// the coordinator and unpacks it to its destination, parents before
-// children (so a file mount inside the workdir survives the workdir's
-// replacement).
-func (a *Agent) syncBlobs(ctx context.Context, blobs []api.BlobRef) error {
+// syncBlobs makes sure ~/sky_workdir exists, then brings each manifest's
+// tree into place, parents before children (so a file mount inside the
+// workdir survives the workdir's update).
+func (a *Agent) syncBlobs(ctx context.Context, req api.NodeSyncRequest) error {
+	blobs := req.Blobs
 	workdir := filepath.Join(a.cfg.Home, "sky_workdir")
 	if err := os.MkdirAll(workdir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", workdir, err)
@@ -54,8 +53,8 @@ func (a *Agent) syncBlobs(ctx context.Context, blobs []api.BlobRef) error {
 		if err != nil {
 			return err
 		}
-		if !blobDigest.MatchString(b.Digest) {
-			return fmt.Errorf("blob for %s: digest %q is not a sha256 hex string", b.Dest, b.Digest)
+		if _, err := transfer.ParseChunkID(b.Digest); err != nil {
+			return fmt.Errorf("manifest for %s: %w", b.Dest, err)
 		}
 		it := item{ref: b, dest: dest}
 		if a.cfg.PrivateMounts && filepath.IsAbs(b.Dest) {
@@ -67,7 +66,7 @@ func (a *Agent) syncBlobs(ctx context.Context, blobs []api.BlobRef) error {
 		return strings.Count(x.dest, string(filepath.Separator)) - strings.Count(y.dest, string(filepath.Separator))
 	})
 	for _, it := range items {
-		if err := a.fetchAndUnpack(ctx, it.ref, it.dest); err != nil {
+		if err := a.syncManifest(ctx, req, it.ref, it.dest); err != nil {
 			return err
 		}
 		if it.private != "" {
@@ -78,8 +77,6 @@ func (a *Agent) syncBlobs(ctx context.Context, blobs []api.BlobRef) error {
 	}
 	return nil
 }
-
-var blobDigest = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 
 // resolveDest maps a BlobRef's Dest to a path on this node: "~" and "~/x"
 // under home, a relative path under ~/sky_workdir, an absolute path as it
@@ -104,52 +101,61 @@ func resolveDest(home, dest string, file bool) (string, error) {
 	return p, nil
 }
 
-// fetchAndUnpack downloads blob ref from the coordinator into ~/.sky,
-// checks its digest, then unpacks it to dest.
-func (a *Agent) fetchAndUnpack(ctx context.Context, ref api.BlobRef, dest string) error {
-	url := strings.TrimRight(a.cfg.CoordinatorURL, "/") + "/v1/blobs/" + ref.Digest
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// chunkSource is another agent's chunk store, or the coordinator's.
+func (a *Agent) chunkSource(base string) *transfer.HTTPStore {
+	return transfer.HTTPSource(strings.TrimRight(base, "/")+"/v1/chunks", a.chunkClient)
+}
+
+// syncManifest brings one tree (or file) into place at dest: it fetches
+// the manifest, works out which chunks dest lacks, pulls them from the
+// origins and peers (all of them, when this node is an origin for
+// others), and applies the manifest atomically. Files jobs wrote there are
+// kept, as SkyPilot's rsync (no --delete) keeps them.
+func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref api.BlobRef, dest string) error {
+	id, err := transfer.ParseChunkID(ref.Digest)
 	if err != nil {
-		return fmt.Errorf("fetch blob %.12s: %w", ref.Digest, err)
+		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+a.cfg.Token)
-	resp, err := a.client.Do(req)
+	var origins []transfer.Source
+	for _, o := range req.Origins {
+		origins = append(origins, a.chunkSource("http://"+o))
+	}
+	origins = append(origins, a.chunkSource(a.cfg.CoordinatorURL))
+	m, err := transfer.FetchManifest(ctx, id, a.chunks, origins...)
 	if err != nil {
-		return fmt.Errorf("fetch blob %.12s from coordinator: %w", ref.Digest, err)
+		return fmt.Errorf("manifest %.12s for %s: %w", ref.Digest, ref.Dest, err)
 	}
-	defer resp.Body.Close() // read only
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetch blob %.12s from coordinator: %s", ref.Digest, responseError(resp))
+	sum := sha256.Sum256([]byte(dest))
+	opts := transfer.ApplyOptions{StateFile: filepath.Join(a.cfg.Home, ".sky", "sync-state", hex.EncodeToString(sum[:12]))}
+	if err := os.MkdirAll(filepath.Dir(opts.StateFile), 0o700); err != nil {
+		return err
 	}
-	dir := filepath.Join(a.cfg.Home, ".sky", "blobs")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("fetch blob %.12s: %w", ref.Digest, err)
-	}
-	f, err := os.CreateTemp(dir, ref.Digest+".*")
+	plan, err := transfer.PlanApply(&m, dest, opts)
 	if err != nil {
-		return fmt.Errorf("fetch blob %.12s: %w", ref.Digest, err)
+		return fmt.Errorf("sync %s: %w", ref.Dest, err)
 	}
-	defer os.Remove(f.Name()) // a download cache is not kept
-	defer f.Close()           // read after the write below; its Close error is moot
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(f, h), resp.Body); err != nil {
-		return fmt.Errorf("fetch blob %.12s from coordinator: %w", ref.Digest, err)
+	need := plan.Chunks()
+	if len(req.Origins) == 0 {
+		// Without origins this node is the origin of the others: it
+		// holds every chunk, not only those its own copy lacks.
+		need = m.Chunks()
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, ref.Digest) {
-		return fmt.Errorf("fetch blob %.12s: content has digest %.12s: corrupt download", ref.Digest, got)
+	f := transfer.Fetcher{Store: a.chunks, Origins: origins, Parallel: 8}
+	if len(req.Peers) > 1 {
+		for i, p := range req.Peers {
+			if i == req.Self {
+				f.Peers = append(f.Peers, nil)
+				continue
+			}
+			f.Peers = append(f.Peers, a.chunkSource("http://"+p))
+		}
+		f.Self = req.Self
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("fetch blob %.12s: %w", ref.Digest, err)
+	if _, err := f.Fetch(ctx, need); err != nil {
+		return fmt.Errorf("sync %s: fetch: %w", ref.Dest, err)
 	}
-	// A directory is merged, as SkyPilot's rsync (no --delete) does: what
-	// jobs wrote there (outputs, checkpoints) survives the next sync.
-	if ref.File {
-		err = transfer.Unpack(ctx, f, dest, true)
-	} else {
-		err = transfer.Merge(ctx, f, dest)
-	}
-	if err != nil {
-		return fmt.Errorf("blob %.12s: %w", ref.Digest, err)
+	if _, err := plan.Apply(ctx, a.chunks); err != nil {
+		return fmt.Errorf("sync %s: %w", ref.Dest, err)
 	}
 	return nil
 }

@@ -6,7 +6,8 @@ package api
 //	POST /v1/jobs                   AgentJob (head only): run the pipeline
 //	POST /v1/jobs/{id}/cancel       stop a job's processes on every node
 //	GET  /v1/jobs/{id}/log          ?follow=1&tail=N: the job's run.log
-//	POST /v1/node/sync              NodeSyncRequest: fetch blobs, unpack
+//	POST /v1/node/sync              NodeSyncRequest: fetch chunks, apply manifests
+//	GET|POST /v1/chunks/...         this node's chunk store, read-only (peers pull)
 //	POST /v1/node/exec              NodeExecRequest → stream of ExecFrame
 //	POST /v1/node/kill              NodeKillRequest
 //	POST /v1/shutdown               stop every job process, then exit
@@ -100,14 +101,14 @@ type AgentNode struct {
 	Addr string `json:"addr"` // agent host:port
 }
 
-// BlobRef names an uploaded archive and where it is unpacked on a node.
+// BlobRef names an uploaded tree (or file) and where it goes on a node.
 type BlobRef struct {
-	Digest string `json:"digest"` // sha256 hex of the archive
+	Digest string `json:"digest"` // the manifest's id (BLAKE3 hex)
 	// Dest is where it goes: "~/sky_workdir", "~/data", a relative path
 	// (under ~/sky_workdir), or an absolute path.
 	Dest string `json:"dest"`
-	// File is true when the archive holds one file to be placed at Dest,
-	// false when it holds a directory tree that replaces Dest.
+	// File is true when the manifest describes one file to be placed at
+	// Dest, false when it describes a directory tree merged into Dest.
 	File bool `json:"file,omitempty"`
 }
 
@@ -144,10 +145,15 @@ type JobEvent struct {
 	Message   string    `json:"message,omitempty"`
 }
 
-// NodeSyncRequest asks a node to fetch blobs from the coordinator
-// (GET {coordinator}/v1/blobs/{digest}) and unpack them.
+// NodeSyncRequest asks a node to bring the trees named by Blobs (manifest
+// ids) into place: it pulls the chunks it lacks from Origins (agent
+// addresses; the coordinator when empty) and, peer to peer, from Peers
+// (the agent addresses of every node syncing now, itself at index Self).
 type NodeSyncRequest struct {
-	Blobs []BlobRef `json:"blobs"`
+	Blobs   []BlobRef `json:"blobs"`
+	Origins []string  `json:"origins,omitempty"`
+	Peers   []string  `json:"peers,omitempty"`
+	Self    int       `json:"self,omitempty"`
 }
 
 // NodeExecRequest asks a node to run a script under a pty.

@@ -10,10 +10,14 @@ import (
 // the bearer token.
 //
 //	GET    /v1/health                       → ServerHealth
-//	POST   /v1/blobs                        archive body → BlobInfo
-//	HEAD   /v1/blobs/{digest}               200 if present
-//	GET    /v1/blobs/{digest}               the archive (agents)
+//	GET|PUT|POST /v1/chunks/...             the chunk store (transfer.ChunkHandler;
+//	                                        agents read, users also upload)
 //	POST   /v1/launch                       LaunchRequest → SubmitResponse
+//	POST   /v1/plan                         PlanRequest → PlanResponse
+//	GET    /v1/check                        → []CloudCheck
+//	GET    /v1/ssh-keys                     → []HostKey
+//	POST   /v1/ssh-keys/forget              HostKey
+//	GET    /v1/clusters/{name}/shell        ?node=R: upgrade to ptystream
 //	POST   /v1/clusters/{name}/exec         ExecRequest → SubmitResponse
 //	GET    /v1/clusters                     → []Cluster
 //	GET    /v1/clusters/{name}              → Cluster
@@ -24,6 +28,7 @@ import (
 //	GET    /v1/clusters/{name}/jobs/{id}/log ?follow=1&tail=N → text
 //	GET    /v1/clusters/{name}/events       ?after=N → []ClusterEvent
 //	POST   /v1/agent/job-events             JobEvent (agents)
+//	POST   /v1/agent/node-events            NodeEvent (agents)
 //	POST   /v1/shutdown                     stop the server
 
 // Cluster is a cluster as the coordinator records it.
@@ -222,12 +227,6 @@ type CancelRequest struct {
 // CancelResponse lists the jobs that were cancelled.
 type CancelResponse struct {
 	Cancelled []int64 `json:"cancelled"`
-}
-
-// BlobInfo describes an uploaded archive.
-type BlobInfo struct {
-	Digest string `json:"digest"`
-	Size   int64  `json:"size"`
 }
 
 // ClusterEvent is one line of a cluster's progress (provisioning,

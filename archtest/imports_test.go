@@ -38,8 +38,8 @@ var allowed = map[string][]string{
 	"coordinator/fsm":   {"coordinator/state", "api", "spec"},
 	"providers/local":   {"providers", "bootstrap", "api", "spec", "procscan", "catalog"},
 	"agent":             {"api", "spec", "mounts", "transfer", "procscan", "ptystream"},
-	"coordinator":       {"coordinator/fsm", "coordinator/state", "api", "spec", "catalog", "providers", "bootstrap", "ptystream"},
-	"client":            {"api", "spec", "ptystream"},
+	"coordinator":       {"coordinator/fsm", "coordinator/state", "api", "spec", "catalog", "providers", "bootstrap", "ptystream", "transfer"},
+	"client":            {"api", "spec", "ptystream", "transfer"},
 }
 
 // pure packages may not reach a clock, randomness, the network or files.

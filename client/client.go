@@ -16,6 +16,7 @@ import (
 
 	"github.com/sky-coord/sky-coord/api"
 	"github.com/sky-coord/sky-coord/ptystream"
+	"github.com/sky-coord/sky-coord/transfer"
 )
 
 // Client talks to one coordinator.
@@ -107,24 +108,25 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	return c.call(ctx, http.MethodPost, "/v1/shutdown", nil, nil)
 }
 
-// HasBlob reports whether the coordinator already holds a blob.
-func (c *Client) HasBlob(ctx context.Context, digest string) (bool, error) {
-	_, err := c.request(ctx, http.MethodHead, "/v1/blobs/"+digest, nil, "")
-	if IsNotFound(err) {
-		return false, nil
-	}
-	return err == nil, err
+// Chunks is the coordinator's chunk store, for uploading workdirs and
+// file mounts (transfer.Upload).
+func (c *Client) Chunks() *transfer.HTTPStore {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	tr.MaxIdleConnsPerHost = 16
+	return transfer.HTTPSource(c.base+"/v1/chunks", &http.Client{Transport: bearerTransport{token: c.token, next: tr}})
 }
 
-// UploadBlob sends an archive and returns its digest.
-func (c *Client) UploadBlob(ctx context.Context, r io.Reader) (api.BlobInfo, error) {
-	var info api.BlobInfo
-	resp, err := c.request(ctx, http.MethodPost, "/v1/blobs", r, "application/octet-stream")
-	if err != nil {
-		return info, err
-	}
-	defer resp.Body.Close()
-	return info, json.NewDecoder(resp.Body).Decode(&info)
+// bearerTransport adds the API token to every request.
+type bearerTransport struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
 }
 
 // Launch creates or reuses a cluster and queues the task on it.

@@ -18,14 +18,13 @@ import (
 	"github.com/sky-coord/sky-coord/api"
 	"github.com/sky-coord/sky-coord/coordinator/fsm"
 	"github.com/sky-coord/sky-coord/coordinator/state"
+	"github.com/sky-coord/sky-coord/transfer"
 )
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	user := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.requireUser(h)) }
 	user("GET /v1/health", s.handleHealth)
-	user("POST /v1/blobs", s.handleBlobPut)
-	user("HEAD /v1/blobs/{digest}", s.handleBlobHead)
 	user("POST /v1/launch", s.handleLaunch)
 	user("POST /v1/plan", s.handlePlan)
 	user("GET /v1/check", s.handleCheck)
@@ -45,7 +44,7 @@ func (s *Server) routes() http.Handler {
 	user("GET /v1/clusters/{name}/shell", s.handleShell)
 	user("POST /v1/shutdown", s.handleShutdown)
 	// Agents authenticate with their cluster's token.
-	mux.HandleFunc("GET /v1/blobs/{digest}", s.handleBlobGet)
+	mux.Handle("/v1/chunks/", s.chunkHandler())
 	mux.HandleFunc("POST /v1/agent/job-events", s.handleJobEvent)
 	mux.HandleFunc("POST /v1/agent/node-events", s.handleNodeEvent)
 	return mux
@@ -144,36 +143,19 @@ func (s *Server) handleShutdown(w http.ResponseWriter, r *http.Request) {
 	go s.Shutdown()
 }
 
-func (s *Server) handleBlobPut(w http.ResponseWriter, r *http.Request) {
-	digest, size, err := s.blobs.Put(r.Body)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, api.BlobInfo{Digest: digest, Size: size})
-}
-
-func (s *Server) handleBlobHead(w http.ResponseWriter, r *http.Request) {
-	if !s.blobs.Has(r.PathValue("digest")) {
-		w.WriteHeader(http.StatusNotFound)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
-}
-
-func (s *Server) handleBlobGet(w http.ResponseWriter, r *http.Request) {
-	if !s.agentAuthorized(r, "") {
-		writeError(w, http.StatusUnauthorized, errors.New("missing or wrong token"))
-		return
-	}
-	f, err := s.blobs.Open(r.PathValue("digest"))
-	if err != nil {
-		writeError(w, http.StatusNotFound, fmt.Errorf("blob %s: %w", r.PathValue("digest"), err))
-		return
-	}
-	defer f.Close()
-	w.Header().Set("Content-Type", "application/octet-stream")
-	_, _ = io.Copy(w, f)
+// chunkHandler serves the chunk store: users upload (PUT) and read,
+// agents of live clusters only read.
+func (s *Server) chunkHandler() http.Handler {
+	h := http.StripPrefix("/v1/chunks", transfer.ChunkHandler(s.chunks, transfer.HandlerOptions{AllowPut: true}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user := tokenEqual(bearer(r), s.cfg.Token)
+		write := r.Method == http.MethodPut || strings.HasSuffix(r.URL.Path, "/put")
+		if !user && (write || !s.agentAuthorized(r, "")) {
+			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong token"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // handleNodeEvent records a node an agent saw die (by gossip): the

@@ -30,11 +30,12 @@ import (
 	"github.com/sky-coord/sky-coord/coordinator/fsm"
 	"github.com/sky-coord/sky-coord/coordinator/state"
 	"github.com/sky-coord/sky-coord/providers"
+	"github.com/sky-coord/sky-coord/transfer"
 )
 
 // Config configures a coordinator.
 type Config struct {
-	// DataDir holds the Raft log, snapshots, blobs and the agent secret.
+	// DataDir holds the Raft log, snapshots, chunks and the agent secret.
 	DataDir string
 	// Token is the API bearer token.
 	Token string
@@ -61,7 +62,7 @@ type Server struct {
 	fsm       *fsm.FSM
 	raft      *raft.Raft
 	closeRaft func() error
-	blobs     *blobStore
+	chunks    *transfer.DiskStore
 	secret    []byte
 	http      *http.Server
 	addr      string
@@ -102,9 +103,9 @@ func New(cfg Config) (*Server, error) {
 		agents:  newAgentClient(),
 		watcher: newWatcher(),
 	}
-	s.blobs, err = newBlobStore(filepath.Join(cfg.DataDir, "blobs"))
+	s.chunks, err = transfer.NewDiskStore(filepath.Join(cfg.DataDir, "chunks"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open the chunk store: %w", err)
 	}
 	s.fsm = fsm.New(s.onApplied)
 	raftLog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{s.log}})

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/sky-coord/sky-coord/coordinator/state"
 	"github.com/sky-coord/sky-coord/providers"
 	"github.com/sky-coord/sky-coord/spec"
+	"github.com/sky-coord/sky-coord/transfer"
 )
 
 // clusterNameRE is SkyPilot's cluster name rule.
@@ -27,8 +29,16 @@ func (s *Server) checkTask(t *spec.Task, blobs []api.BlobRef) error {
 		return fmt.Errorf("num_nodes must be at least 1, got %d: %w", t.NumNodes, errBadRequest)
 	}
 	for _, b := range blobs {
-		if !s.blobs.Has(b.Digest) {
-			return fmt.Errorf("uploaded file archive %s for %s is missing on the coordinator; upload it again: %w", b.Digest, b.Dest, errBadRequest)
+		id, err := transfer.ParseChunkID(b.Digest)
+		if err != nil {
+			return fmt.Errorf("manifest for %s: %v: %w", b.Dest, err, errBadRequest)
+		}
+		missing, err := s.chunks.Missing(context.Background(), []transfer.ChunkID{id})
+		if err != nil {
+			return err
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("the manifest of %s (%s) is not on the coordinator; upload it again: %w", b.Dest, b.Digest, errBadRequest)
 		}
 	}
 	return nil

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"strings"
@@ -107,18 +104,3 @@ func duration(d time.Duration) string {
 	}
 	return fmt.Sprintf("%dh %dm", int(d.Hours()), int(d.Minutes())%60)
 }
-
-// hashWriter passes writes through while hashing them.
-type hashWriter struct {
-	w io.Writer
-	h hash.Hash
-}
-
-func newHashWriter(w io.Writer) *hashWriter { return &hashWriter{w: w, h: sha256.New()} }
-
-func (h *hashWriter) Write(p []byte) (int, error) {
-	h.h.Write(p)
-	return h.w.Write(p)
-}
-
-func (h *hashWriter) Sum() string { return hex.EncodeToString(h.h.Sum(nil)) }

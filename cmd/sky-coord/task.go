@@ -2,9 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,7 +147,7 @@ func uploadFiles(ctx context.Context, c *client.Client, t *spec.Task, mounts boo
 		if err != nil || !st.IsDir() {
 			return nil, &exitError{code: 2, msg: fmt.Sprintf("workdir %q: not a directory (%v); fix `workdir:` in the task file", t.Workdir, errOrNotDir(err))}
 		}
-		digest, err := uploadPacked(ctx, c, func(w io.Writer) error { _, err := transfer.Pack(ctx, dir, w); return err })
+		digest, err := uploadTree(ctx, c, dir, "workdir")
 		if err != nil {
 			return nil, fmt.Errorf("upload workdir %s: %w", dir, err)
 		}
@@ -167,13 +168,7 @@ func uploadFiles(ctx context.Context, c *client.Client, t *spec.Task, mounts boo
 		if err != nil {
 			return nil, &exitError{code: 2, msg: fmt.Sprintf("file_mounts %q: source %q: %v; fix the path in the task file", fm.Dst, fm.Src, err)}
 		}
-		var pack func(io.Writer) error
-		if st.IsDir() {
-			pack = func(w io.Writer) error { _, err := transfer.Pack(ctx, src, w); return err }
-		} else {
-			pack = func(w io.Writer) error { return transfer.PackFile(ctx, src, w) }
-		}
-		digest, err := uploadPacked(ctx, c, pack)
+		digest, err := uploadTree(ctx, c, src, fm.Dst)
 		if err != nil {
 			return nil, fmt.Errorf("upload file_mounts source %s: %w", src, err)
 		}
@@ -189,32 +184,31 @@ func errOrNotDir(err error) error {
 	return errors.New("it is a file")
 }
 
-// uploadPacked packs into a temporary file, then uploads it unless the
-// coordinator already holds the same bytes.
-func uploadPacked(ctx context.Context, c *client.Client, pack func(io.Writer) error) (string, error) {
-	tmp, err := os.CreateTemp("", "sky-coord-upload-*.tar.gz")
+// uploadTree describes a directory (or one file) as a manifest of
+// content-defined chunks and uploads the chunks the coordinator lacks,
+// then the manifest; it returns the manifest's id. A stat cache per source
+// under $SKY_COORD_HOME/cache spares re-reading unchanged files, and a
+// progress bar shows on a terminal when there is much to send.
+func uploadTree(ctx context.Context, c *client.Client, src, what string) (string, error) {
+	abs, err := filepath.Abs(src)
 	if err != nil {
 		return "", err
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	h := newHashWriter(tmp)
-	if err := pack(h); err != nil {
-		return "", err
-	}
-	digest := h.Sum()
-	if ok, err := c.HasBlob(ctx, digest); err == nil && ok {
-		return digest, nil
-	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return "", err
-	}
-	info, err := c.UploadBlob(ctx, tmp)
+	sum := sha256.Sum256([]byte(abs))
+	cachePath := filepath.Join(skyHome(), "cache", "stat-"+hex.EncodeToString(sum[:8]))
+	cache := transfer.LoadStatCache(cachePath)
+	bar := newSyncBar(what)
+	defer bar.done()
+	tree, err := transfer.BuildManifest(ctx, src, transfer.BuildOptions{Cache: cache, Progress: bar.update})
 	if err != nil {
 		return "", err
 	}
-	if info.Digest != digest {
-		return "", fmt.Errorf("upload corrupted: sent %s, coordinator stored %s", digest, info.Digest)
+	id, _, err := transfer.Upload(ctx, &tree.Manifest, tree, c.Chunks(), transfer.UploadOptions{Parallel: 8, Progress: bar.update})
+	if err != nil {
+		return "", err
 	}
-	return digest, nil
+	if err := os.MkdirAll(filepath.Dir(cachePath), 0o700); err == nil {
+		_ = cache.Save(cachePath) // only a speed-up: a lost cache re-reads files
+	}
+	return id.String(), nil
 }

@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/sky-coord/sky-coord/testenv"
+)
+
+// checksumRun prints "rank path sha256" for every file of the workdir on
+// every rank.
+const checksumRun = `num_nodes: 4
+workdir: ./code
+run: |
+  find . -type f ! -name 'out-*' | LC_ALL=C sort | while read -r f; do echo "R$SKYPILOT_NODE_RANK $f $(sha256sum < "$f" | cut -c1-64)"; done
+  echo "wrote by job" > out-$SKYPILOT_NODE_RANK
+`
+
+// TestWorkdirSyncMatchesEveryRank syncs a random tree with nested ignore
+// files to 4 local nodes and compares every file's checksum on every rank
+// with the source; then a one-file change followed by exec arrives
+// everywhere, and what the job wrote stays.
+func TestWorkdirSyncMatchesEveryRank(t *testing.T) {
+	cli := testenv.NewCLI(t)
+	root := filepath.Join(cli.Dir, "code")
+	rng := rand.New(rand.NewPCG(7, 11))
+	want := map[string]string{} // "./path" → sha256, files that must arrive
+	put := func(rel string, data []byte, kept bool) {
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if kept {
+			sum := sha256.Sum256(data)
+			want["./"+rel] = hex.EncodeToString(sum[:])
+		} else {
+			delete(want, "./"+rel)
+		}
+	}
+	for i := 0; i < 300; i++ {
+		size := rng.IntN(20000)
+		if i%50 == 0 {
+			size = 3<<20 + rng.IntN(1<<20) // a few multi-chunk files
+		}
+		data := make([]byte, size)
+		for j := range data {
+			data[j] = byte(rng.IntN(256))
+		}
+		put(fmt.Sprintf("d%d/sub%d/f%d.bin", i%7, i%3, i), data, true)
+	}
+	put(".gitignore", []byte("*.log\n/build/\n!keep.log\n"), true)
+	put("d1/.gitignore", []byte("secret*\n"), true)
+	put("a.log", []byte("ignored"), false)
+	put("keep.log", []byte("kept by negation"), true)
+	put("build/x.o", []byte("ignored dir"), false)
+	put("d1/secret.txt", []byte("ignored by nested rule"), false)
+	put("d2/secret.txt", []byte("not ignored here"), true)
+
+	cli.WriteFile("sync.yaml", checksumRun)
+	res := cli.Run("launch", "-y", "-c", "sync", "sync.yaml")
+	if res.Code != 0 {
+		t.Fatalf("launch exit %d", res.Code)
+	}
+	compare := func(out string) {
+		t.Helper()
+		got := map[int]map[string]string{}
+		for _, m := range regexp.MustCompile(`R(\d) (\S+) ([0-9a-f]{64})`).FindAllStringSubmatch(out, -1) {
+			r := int(m[1][0] - '0')
+			if got[r] == nil {
+				got[r] = map[string]string{}
+			}
+			got[r][m[2]] = m[3]
+		}
+		for r := 0; r < 4; r++ {
+			var bad []string
+			for p, sum := range want {
+				if got[r][p] != sum {
+					bad = append(bad, p)
+				}
+			}
+			for p := range got[r] {
+				if _, ok := want[p]; !ok {
+					bad = append(bad, p+" (should not be there)")
+				}
+			}
+			sort.Strings(bad)
+			if len(bad) > 0 {
+				t.Errorf("rank %d: %d files differ, e.g. %v", r, len(bad), bad[:min(5, len(bad))])
+			}
+		}
+	}
+	compare(res.Stdout)
+
+	put("d3/sub0/f3.bin", []byte("changed"), true)
+	res = cli.Run("exec", "sync", "sync.yaml")
+	if res.Code != 0 {
+		t.Fatalf("exec exit %d", res.Code)
+	}
+	compare(res.Stdout)
+	for r := 0; r < 4; r++ {
+		p := filepath.Join(cli.Home, "local", "clusters", "sync", fmt.Sprintf("node-%d", r), "home", "sky_workdir", fmt.Sprintf("out-%d", r))
+		if data, err := os.ReadFile(p); err != nil || !strings.Contains(string(data), "wrote by job") {
+			t.Errorf("rank %d: the job's output did not survive the re-sync: %v", r, err)
+		}
+	}
+}
