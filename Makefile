@@ -12,16 +12,20 @@ all: build
 
 # Static binaries: one upload of sky-agent runs on any Linux node of the
 # same architecture.
+# The agent is also cross-built for both Linux architectures, so a node of
+# either kind gets its own (bootstrap picks by `uname -m`).
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-coord ./cmd/sky-coord
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-agent ./cmd/sky-agent
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-agent-linux-amd64 ./cmd/sky-agent
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-agent-linux-arm64 ./cmd/sky-agent
 
 # System packages the tests use, installed only when missing and only as
 # root (CI); elsewhere the tests that need them skip and say why.
 test-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; \
-	  for p in bash:bash procps:ps rsync:rsync; do \
+	  for p in bash:bash procps:ps rsync:rsync git:git openssh-server:/usr/sbin/sshd iproute2:ip fuse3:fusermount3 passwd:useradd util-linux:setsid gzip:gzip rclone:rclone; do \
 	    command -v $${p#*:} >/dev/null || missing="$$missing $${p%%:*}"; \
 	  done; \
 	  if [ -n "$$missing" ]; then \

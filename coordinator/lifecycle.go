@@ -217,10 +217,11 @@ func (s *Server) bootstrapNode(ctx context.Context, c *api.Cluster, conn Connect
 		cfg.PrivateMounts = pm.PrivateFileMounts()
 	}
 	_, err = bootstrap.Ensure(ctx, t, bootstrap.Node{
-		Name:        fmt.Sprintf("node %d (%s)", in.Index, in.IP),
-		AgentBinary: s.cfg.AgentBinary,
-		Config:      cfg,
-		Health:      func(ctx context.Context) (*api.AgentHealth, error) { return s.agents.health(ctx, addr, token) },
+		Name:          fmt.Sprintf("node %d (%s)", in.Index, in.IP),
+		AgentBinary:   s.cfg.AgentBinary,
+		AgentBinaries: s.cfg.AgentBinaries,
+		Config:        cfg,
+		Health:        func(ctx context.Context) (*api.AgentHealth, error) { return s.agents.health(ctx, addr, token) },
 	})
 	return err
 }

@@ -41,10 +41,13 @@ type Config struct {
 	Token string
 	// Providers by name ("local", ...); the task's cloud picks one.
 	Providers map[string]providers.Provider
-	// AgentBinary is the sky-agent binary bootstrap installs on nodes.
-	AgentBinary string
-	Version     string
-	Logger      *slog.Logger
+	// AgentBinary is the sky-agent binary bootstrap installs on nodes;
+	// AgentBinaries, when set, has one per GOARCH for nodes that say
+	// theirs (SSH nodes answer `uname -m`).
+	AgentBinary   string
+	AgentBinaries map[string]string
+	Version       string
+	Logger        *slog.Logger
 	// Catalog prices the clouds' offers. When nil, the catalogs are read
 	// from CatalogHome (its catalogs/v8 cache, else the embedded snapshot)
 	// and read again when a cached file changes (`catalog update`).

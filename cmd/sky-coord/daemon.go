@@ -254,7 +254,8 @@ func runServer(ctx context.Context, dataDir, bind, tokenFile, addrFile, localRoo
 		DataDir:     dataDir,
 		Token:       tok,
 		Providers:   map[string]providers.Provider{local.Name: local.New(localRoot), sshprov.Name: sshProv},
-		AgentBinary: agentBin,
+		AgentBinary:   agentBin,
+		AgentBinaries: agentBinaries(agentBin),
 		Version:     version,
 		Logger:      logger,
 		CatalogHome: skyHome(),
@@ -325,4 +326,20 @@ func retryGap() time.Duration {
 		return 0
 	}
 	return d
+}
+
+// agentBinaries finds the cross-built agents beside the native one
+// (sky-agent-linux-amd64, sky-agent-linux-arm64), by GOARCH.
+func agentBinaries(native string) map[string]string {
+	out := map[string]string{}
+	for _, arch := range []string{"amd64", "arm64"} {
+		p := filepath.Join(filepath.Dir(native), "sky-agent-linux-"+arch)
+		if _, err := os.Stat(p); err == nil {
+			out[arch] = p
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
