@@ -73,6 +73,9 @@ type Agent struct {
 	chunks      *transfer.DiskStore
 	chunkClient *http.Client
 
+	// buckets are the buckets this node mounted or copied.
+	buckets bucketMounts
+
 	// members is this node's gossip view (nil without gossip).
 	members atomic.Pointer[membership]
 
@@ -154,6 +157,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/node/sync", a.handleSync)
 	mux.HandleFunc("POST /v1/node/exec", a.handleExec)
 	mux.HandleFunc("POST /v1/node/kill", a.handleKill)
+	mux.HandleFunc("POST /v1/node/flush", a.handleFlush)
 	mux.HandleFunc("POST /v1/shutdown", a.handleShutdown)
 	mux.HandleFunc("GET /v1/shell", a.handleShell)
 	mux.Handle("/v1/chunks/", http.StripPrefix("/v1/chunks", transfer.ChunkHandler(a.chunks, transfer.HandlerOptions{})))
@@ -204,6 +208,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 		a.members.Store(m)
 		defer m.stop()
 	}
+	go a.restoreMounts()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	a.log.Info("serving", "addr", ln.Addr().String(), "version", a.version)
@@ -216,6 +221,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	a.stopAll()
 	a.waitBounded(&a.pipelines, 15*time.Second, "job pipelines")
 	a.waitBounded(&a.senders, 5*time.Second, "job event delivery")
+	a.unmountAll()
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

@@ -132,6 +132,17 @@ func (a *Agent) finish(j *job, out outcome) {
 		a.killOnNodes(ctx, spec.Nodes, spec.JobID)
 		cancel()
 	}
+	// Files the job wrote under MOUNT_CACHED mounts reach their buckets
+	// before the job is reported finished.
+	fctx, cancel := context.WithTimeout(a.ctx, time.Hour)
+	if err := a.flushAll(fctx, j); err != nil {
+		msg := fmt.Sprintf("Job %d's files under cached mounts did not all reach their buckets: %v", spec.JobID, err)
+		if out.status == api.JobSucceeded {
+			out.status, out.msg = api.JobFailed, msg
+		}
+		j.runLog.line("ERROR: " + msg)
+	}
+	cancel()
 	if line != "" {
 		j.runLog.line(line)
 	}
@@ -163,7 +174,7 @@ func (a *Agent) syncAll(j *job) error {
 			workers = append(workers, n)
 		}
 	}
-	if err := (localNode{a}).sync(j.ctx, api.NodeSyncRequest{Blobs: spec.Blobs}); err != nil {
+	if err := (localNode{a}).sync(j.ctx, api.NodeSyncRequest{Blobs: spec.Blobs, Mounts: spec.Mounts, MountEnv: spec.MountEnv}); err != nil {
 		return fmt.Errorf("node %d (%s): %w", head.Rank, head.IP, err)
 	}
 	peers := make([]string, len(workers))
@@ -176,7 +187,8 @@ func (a *Agent) syncAll(j *job) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req := api.NodeSyncRequest{Blobs: spec.Blobs, Origins: []string{a.cfg.Bind}, Peers: peers, Self: i}
+			req := api.NodeSyncRequest{Blobs: spec.Blobs, Origins: []string{a.cfg.Bind}, Peers: peers, Self: i,
+				Mounts: spec.Mounts, MountEnv: spec.MountEnv}
 			if err := a.node(n).sync(j.ctx, req); err != nil {
 				errs[i] = fmt.Errorf("node %d (%s): %w", n.Rank, n.IP, err)
 			}

@@ -75,7 +75,7 @@ func (a *Agent) syncBlobs(ctx context.Context, req api.NodeSyncRequest) error {
 			}
 		}
 	}
-	return nil
+	return a.putMounts(ctx, req.Mounts, req.MountEnv)
 }
 
 // resolveDest maps a BlobRef's Dest to a path on this node: "~" and "~/x"

@@ -10,6 +10,7 @@ package api
 //	GET|POST /v1/chunks/...         this node's chunk store, read-only (peers pull)
 //	POST /v1/node/exec              NodeExecRequest → stream of ExecFrame
 //	POST /v1/node/kill              NodeKillRequest
+//	POST /v1/node/flush             wait until MOUNT_CACHED writes are in their buckets
 //	POST /v1/shutdown               stop every job process, then exit
 //
 // The coordinator speaks to the head (rank 0) only; the head drives the
@@ -129,6 +130,8 @@ type AgentJob struct {
 	NumGPUsPerNode int               `json:"num_gpus_per_node"`
 	ClusterInfo    string            `json:"cluster_info"` // SKYPILOT_CLUSTER_INFO
 	Blobs          []BlobRef         `json:"blobs,omitempty"`
+	Mounts         []MountRef        `json:"mounts,omitempty"`
+	MountEnv       map[string]string `json:"mount_env,omitempty"`
 	// TaskName is the prefix of a single-node cluster's log lines.
 	TaskName string `json:"task_name,omitempty"`
 	// SecretNames are the Envs keys whose values must never be logged.
@@ -145,15 +148,37 @@ type JobEvent struct {
 	Message   string    `json:"message,omitempty"`
 }
 
+// MountRef is a bucket a node puts in place before setup.
+type MountRef struct {
+	Dst  string `json:"dst"`  // as written: absolute, ~/..., or relative to ~/sky_workdir
+	URL  string `json:"url"`  // s3://b/p, gs://b/p, r2://b/p
+	Mode string `json:"mode"` // COPY, MOUNT or MOUNT_CACHED
+	// ReadOnly, CacheBytes and Transfers tune MOUNT and MOUNT_CACHED.
+	ReadOnly   bool  `json:"read_only,omitempty"`
+	CacheBytes int64 `json:"cache_bytes,omitempty"`
+	Transfers  int   `json:"transfers,omitempty"`
+}
+
+// FlushResponse says what a node's flush of its cached mounts uploaded.
+type FlushResponse struct {
+	Files int   `json:"files"`
+	Bytes int64 `json:"bytes"`
+}
+
 // NodeSyncRequest asks a node to bring the trees named by Blobs (manifest
 // ids) into place: it pulls the chunks it lacks from Origins (agent
 // addresses; the coordinator when empty) and, peer to peer, from Peers
 // (the agent addresses of every node syncing now, itself at index Self).
 type NodeSyncRequest struct {
-	Blobs   []BlobRef `json:"blobs"`
-	Origins []string  `json:"origins,omitempty"`
-	Peers   []string  `json:"peers,omitempty"`
-	Self    int       `json:"self,omitempty"`
+	Blobs []BlobRef `json:"blobs"`
+	// Mounts are put in place after the blobs, with MountEnv (the
+	// credentials the stores need; never logged) in the agent's
+	// environment.
+	Mounts   []MountRef        `json:"mounts,omitempty"`
+	MountEnv map[string]string `json:"mount_env,omitempty"`
+	Origins  []string          `json:"origins,omitempty"`
+	Peers    []string          `json:"peers,omitempty"`
+	Self     int               `json:"self,omitempty"`
 }
 
 // NodeExecRequest asks a node to run a script under a pty.

@@ -191,6 +191,7 @@ type Job struct {
 	RunSetup bool       `json:"run_setup"`
 	Task     *spec.Task `json:"task,omitempty"`
 	Blobs    []BlobRef  `json:"blobs,omitempty"`
+	Mounts   []MountRef `json:"mounts,omitempty"`
 }
 
 // LaunchRequest asks for a cluster (created or reused) and a job on it.
@@ -203,6 +204,9 @@ type LaunchRequest struct {
 	NoSetup bool       `json:"no_setup,omitempty"`
 	// RetryUntilUp keeps retrying provisioning with backoff.
 	RetryUntilUp bool `json:"retry_until_up,omitempty"`
+	// StorageSources are the manifests of storage objects' local sources,
+	// by bucket name: the coordinator writes them into the buckets.
+	StorageSources map[string]string `json:"storage_sources,omitempty"`
 }
 
 // ExecRequest queues a job on an UP cluster, without setup.
@@ -253,4 +257,18 @@ type Error struct {
 type HostKey struct {
 	Host string `json:"host"` // host:port
 	Key  string `json:"key,omitempty"`
+}
+
+// Storage is a bucket sky-coord knows of (`storage ls`).
+type Storage struct {
+	Name  string `json:"name"`
+	Store string `json:"store"` // s3, gcs, r2
+	URL   string `json:"url"`   // s3://name
+	// Managed buckets were created by sky-coord and are deleted by
+	// `storage delete` (and, when not Persistent, by `down`); others are
+	// only forgotten.
+	Managed    bool      `json:"managed"`
+	Persistent bool      `json:"persistent"`
+	Clusters   []string  `json:"clusters,omitempty"` // clusters that mount it
+	CreatedAt  time.Time `json:"created_at"`
 }

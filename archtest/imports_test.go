@@ -38,7 +38,7 @@ var allowed = map[string][]string{
 	"coordinator/fsm":   {"coordinator/state", "api", "spec"},
 	"providers/local":   {"providers", "bootstrap", "api", "spec", "procscan", "catalog"},
 	"agent":             {"api", "spec", "mounts", "transfer", "procscan", "ptystream"},
-	"coordinator":       {"coordinator/fsm", "coordinator/state", "api", "spec", "catalog", "providers", "bootstrap", "ptystream", "transfer"},
+	"coordinator":       {"coordinator/fsm", "coordinator/state", "api", "spec", "catalog", "providers", "bootstrap", "ptystream", "transfer", "mounts"},
 	"client":            {"api", "spec", "ptystream", "transfer"},
 }
 

@@ -284,3 +284,16 @@ func (c *Client) HostKeys(ctx context.Context) ([]api.HostKey, error) {
 func (c *Client) ForgetHostKey(ctx context.Context, host string) error {
 	return c.call(ctx, http.MethodPost, "/v1/ssh-keys/forget", api.HostKey{Host: host}, nil)
 }
+
+// Storages lists the buckets sky-coord knows of.
+func (c *Client) Storages(ctx context.Context) ([]api.Storage, error) {
+	var out []api.Storage
+	return out, c.call(ctx, http.MethodGet, "/v1/storage", nil, &out)
+}
+
+// DeleteStorage deletes a bucket sky-coord created (or forgets another).
+func (c *Client) DeleteStorage(ctx context.Context, name string) (deletedBucket bool, err error) {
+	var out map[string]bool
+	err = c.call(ctx, http.MethodDelete, "/v1/storage/"+url.PathEscape(name), nil, &out)
+	return out["deleted_bucket"], err
+}

@@ -19,8 +19,6 @@ func TestErrorsCarryTheCoordinatorsMessage(t *testing.T) {
 		case "/v1/clusters/gone":
 			w.WriteHeader(http.StatusNotFound)
 			_, _ = w.Write([]byte(`{"error":"cluster \"gone\": not found"}`))
-		case "/v1/blobs/abc":
-			w.WriteHeader(http.StatusNotFound)
 		default:
 			w.WriteHeader(http.StatusBadGateway)
 			_, _ = w.Write([]byte("<html>proxy error</html>"))
@@ -33,9 +31,6 @@ func TestErrorsCarryTheCoordinatorsMessage(t *testing.T) {
 	_, err := New(addr, "tok").Cluster(ctx, "gone")
 	if !IsNotFound(err) || err.Error() != `cluster "gone": not found` {
 		t.Errorf("Cluster(gone) = %v, want the 404 with its message", err)
-	}
-	if ok, err := New(addr, "tok").HasBlob(ctx, "abc"); ok || err != nil {
-		t.Errorf("HasBlob of a missing blob = %v, %v; want false, nil", ok, err)
 	}
 	if _, err := New(addr, "bad").Clusters(ctx); err == nil || !strings.Contains(err.Error(), "API token") {
 		t.Errorf("wrong token: %v", err)

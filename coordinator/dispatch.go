@@ -130,7 +130,7 @@ func (s *Server) agentJob(c *api.Cluster, j *api.Job) (*api.AgentJob, error) {
 		JobID: j.ID, Name: j.Name, TaskID: j.TaskID, LogDir: j.LogDir,
 		Cluster: c.Name, User: j.User, NumNodes: j.NumNodes,
 		Run: t.Run, NumGPUsPerNode: gpusPerNode(t), ClusterInfo: clusterInfo(c),
-		Blobs: j.Blobs, TaskName: t.Name,
+		Blobs: j.Blobs, TaskName: t.Name, Mounts: j.Mounts, MountEnv: mountEnv(j.Mounts),
 	}
 	if j.RunSetup {
 		aj.Setup = t.Setup

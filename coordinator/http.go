@@ -29,6 +29,8 @@ func (s *Server) routes() http.Handler {
 	user("POST /v1/plan", s.handlePlan)
 	user("GET /v1/check", s.handleCheck)
 	user("GET /v1/ssh-keys", s.handleHostKeys)
+	user("GET /v1/storage", s.handleStorages)
+	user("DELETE /v1/storage/{name}", s.handleStorageDelete)
 	user("POST /v1/ssh-keys/forget", s.handleForgetHostKey)
 	user("GET /v1/clusters", s.handleClusters)
 	user("GET /v1/clusters/{name}", s.handleCluster)

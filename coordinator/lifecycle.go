@@ -227,6 +227,9 @@ func (s *Server) bootstrapNode(ctx context.Context, c *api.Cluster, conn Connect
 }
 
 func (s *Server) stopCluster(ctx context.Context, c *api.Cluster, p providers.Provider) {
+	if !s.flushMounts(ctx, c) {
+		return
+	}
 	if err := p.Stop(ctx, c.Name); err != nil {
 		s.event(c.Name, "Stop failed (will retry): "+err.Error())
 		return
@@ -242,6 +245,9 @@ func (s *Server) stopCluster(ctx context.Context, c *api.Cluster, p providers.Pr
 // touched and forgets the cluster only once the providers confirm that
 // none is left.
 func (s *Server) teardown(ctx context.Context, c *api.Cluster) {
+	if !s.flushMounts(ctx, c) {
+		return
+	}
 	clouds := append([]string(nil), c.Clouds...)
 	if c.Cloud != "" && !slices.Contains(clouds, c.Cloud) {
 		clouds = append(clouds, c.Cloud)
@@ -267,6 +273,7 @@ func (s *Server) teardown(ctx context.Context, c *api.Cluster) {
 			}
 		}
 	}
+	s.deleteEphemeralStorages(ctx, c.Name)
 	if _, err := s.apply(fsm.ClusterRemovedType, fsm.ClusterRemoved{Cluster: c.Name}); err != nil {
 		s.log.Warn("record cluster removed", "cluster", c.Name, "err", err)
 	}

@@ -87,6 +87,11 @@ func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	pm, err := s.prepareMounts(r.Context(), t, req.StorageSources)
+	if err != nil {
+		s.fail(w, fmt.Errorf("%v: %w", err, errBadRequest))
+		return
+	}
 	sealed, err := s.sealSecrets(t)
 	if err != nil {
 		s.fail(w, err)
@@ -100,12 +105,13 @@ func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 		c.DownAfterJob = -1 // the store fills in the job's ID
 	}
 	job := api.Job{Name: t.Name, User: req.User, NumNodes: t.NumNodes, RunSetup: !req.NoSetup,
-		Task: sealed, Blobs: req.Blobs, Resources: jobResources(t.NumNodes, t.Resources), RunTimestamp: runTimestamp(now)}
+		Task: sealed, Blobs: req.Blobs, Mounts: pm.refs, Resources: jobResources(t.NumNodes, t.Resources), RunTimestamp: runTimestamp(now)}
 	res, err := s.apply(fsm.ClusterLaunchType, fsm.ClusterLaunch{Cluster: c, Job: job, At: now})
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
+	s.recordStorages(req.Cluster, pm.storages)
 	writeJSON(w, http.StatusOK, api.SubmitResponse{Cluster: req.Cluster, JobID: res.JobID})
 }
 

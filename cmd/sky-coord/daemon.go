@@ -251,15 +251,15 @@ func runServer(ctx context.Context, dataDir, bind, tokenFile, addrFile, localRoo
 	sshProv := sshprov.New(skyHome())
 	defer sshProv.Close()
 	srv, err := coordinator.New(coordinator.Config{
-		DataDir:     dataDir,
-		Token:       tok,
-		Providers:   map[string]providers.Provider{local.Name: local.New(localRoot), sshprov.Name: sshProv},
+		DataDir:       dataDir,
+		Token:         tok,
+		Providers:     map[string]providers.Provider{local.Name: local.New(localRoot), sshprov.Name: sshProv},
 		AgentBinary:   agentBin,
 		AgentBinaries: agentBinaries(agentBin),
-		Version:     version,
-		Logger:      logger,
-		CatalogHome: skyHome(),
-		RetryGap:    retryGap(),
+		Version:       version,
+		Logger:        logger,
+		CatalogHome:   skyHome(),
+		RetryGap:      retryGap(),
 	})
 	if err != nil {
 		return err

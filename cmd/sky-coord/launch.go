@@ -127,9 +127,13 @@ from $SKY_COORD_HOME/local.yaml:
 			if err != nil {
 				return err
 			}
+			storageSources, err := uploadStorageSources(ctx, c, t)
+			if err != nil {
+				return err
+			}
 			after := lastEventSeq(ctx, c, cluster)
 			resp, err := c.Launch(ctx, api.LaunchRequest{Cluster: cluster, Task: t, Blobs: blobs, User: currentUser(),
-				Down: down, NoSetup: noSetup, RetryUntilUp: retryUntilUp})
+				Down: down, NoSetup: noSetup, RetryUntilUp: retryUntilUp, StorageSources: storageSources})
 			if err != nil {
 				return err
 			}

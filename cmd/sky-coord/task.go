@@ -158,7 +158,7 @@ func uploadFiles(ctx context.Context, c *client.Client, t *spec.Task, mounts boo
 	}
 	for _, fm := range t.FileMounts {
 		if fm.Src == "" || isURI(fm.Src) {
-			continue // bucket mounts are a later feature of the agent
+			continue // buckets: the coordinator and the agents handle them
 		}
 		src, err := expandHome(fm.Src)
 		if err != nil {
@@ -211,4 +211,35 @@ func uploadTree(ctx context.Context, c *client.Client, src, what string) (string
 		_ = cache.Save(cachePath) // only a speed-up: a lost cache re-reads files
 	}
 	return id.String(), nil
+}
+
+// uploadStorageSources uploads the local sources of storage objects (as
+// chunks, like a workdir); the coordinator writes them into the buckets.
+func uploadStorageSources(ctx context.Context, c *client.Client, t *spec.Task) (map[string]string, error) {
+	var out map[string]string
+	for _, fm := range t.FileMounts {
+		st := fm.Storage
+		if st == nil || st.Source == "" || isURI(st.Source) {
+			continue
+		}
+		if st.Name == "" {
+			return nil, &exitError{code: 2, msg: fmt.Sprintf("file_mounts %s: a local source (%s) needs a bucket `name` to upload it to", fm.Dst, st.Source)}
+		}
+		src, err := expandHome(st.Source)
+		if err != nil {
+			return nil, err
+		}
+		if fi, err := os.Stat(src); err != nil || !fi.IsDir() {
+			return nil, &exitError{code: 2, msg: fmt.Sprintf("file_mounts %s: source %q must be a directory (%v)", fm.Dst, st.Source, errOrNotDir(err))}
+		}
+		id, err := uploadTree(ctx, c, src, "bucket "+st.Name)
+		if err != nil {
+			return nil, fmt.Errorf("upload %s for bucket %s: %w", src, st.Name, err)
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[st.Name] = id
+	}
+	return out, nil
 }

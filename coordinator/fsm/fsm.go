@@ -114,6 +114,16 @@ func (f *FSM) apply(t MessageType, body []byte) Result {
 			s.SetHostKey(m.Host, m.Key)
 			return Result{}
 		})
+	case StoragePutType:
+		return as(body, func(m StoragePut) Result {
+			s.PutStorage(m.Storage, m.Cluster)
+			return Result{}
+		})
+	case StorageRemovedType:
+		return as(body, func(m StorageRemoved) Result {
+			s.RemoveStorage(m.Name)
+			return Result{}
+		})
 	case NodeLostType:
 		return as(body, func(m NodeLost) Result { return Result{Err: s.LoseNode(m.Cluster, m.Rank, m.Reason, m.At)} })
 	}

@@ -31,9 +31,11 @@ const (
 	RetryRoundType      MessageType = 15
 	NodeLostType        MessageType = 16
 	HostKeySetType      MessageType = 17
+	StoragePutType      MessageType = 18
+	StorageRemovedType  MessageType = 19
 
 	// LastMessageType is the highest type this binary knows.
-	LastMessageType = HostKeySetType
+	LastMessageType = StorageRemovedType
 )
 
 // IgnoreUnknownFlag may be OR-ed into a type by a newer version for an
@@ -168,6 +170,17 @@ type NodeLost struct {
 type HostKeySet struct {
 	Host string `json:"host"`
 	Key  string `json:"key"`
+}
+
+// StoragePut records a bucket, and the cluster that mounts it.
+type StoragePut struct {
+	Storage api.Storage `json:"storage"`
+	Cluster string      `json:"cluster,omitempty"`
+}
+
+// StorageRemoved records that a bucket was deleted (or forgotten).
+type StorageRemoved struct {
+	Name string `json:"name"`
 }
 
 // Encode turns a message into a log entry: one type byte, then JSON.

@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sky-coord/sky-coord/api"
@@ -187,6 +188,9 @@ func (s *Store) RemoveCluster(cluster string) error {
 	delete(s.Clusters, cluster)
 	delete(s.Jobs, cluster)
 	delete(s.Events, cluster)
+	for _, st := range s.Storages {
+		st.Clusters = slices.DeleteFunc(st.Clusters, func(c string) bool { return c == cluster })
+	}
 	return nil
 }
 

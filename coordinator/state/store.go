@@ -8,6 +8,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -42,6 +43,41 @@ type Store struct {
 	// HostKeys pins SSH host keys ("ssh-ed25519 AAAA…") by host:port,
 	// first seen on first use.
 	HostKeys map[string]string `json:"host_keys,omitempty"`
+	// Storages are the buckets sky-coord knows of, by name.
+	Storages map[string]*api.Storage `json:"storages,omitempty"`
+}
+
+// PutStorage records a bucket (or a cluster's use of it).
+func (s *Store) PutStorage(st api.Storage, cluster string) {
+	if s.Storages == nil {
+		s.Storages = map[string]*api.Storage{}
+	}
+	cur, ok := s.Storages[st.Name]
+	if !ok {
+		cp := st
+		cp.Clusters = nil
+		cur = &cp
+		s.Storages[st.Name] = cur
+	}
+	if cluster != "" && !slices.Contains(cur.Clusters, cluster) {
+		cur.Clusters = append(cur.Clusters, cluster)
+		sort.Strings(cur.Clusters)
+	}
+}
+
+// RemoveStorage forgets a bucket.
+func (s *Store) RemoveStorage(name string) { delete(s.Storages, name) }
+
+// ListStorages returns copies of the known buckets by name.
+func (s *Store) ListStorages() []api.Storage {
+	var out []api.Storage
+	for _, st := range s.Storages {
+		cp := *st
+		cp.Clusters = append([]string(nil), st.Clusters...)
+		out = append(out, cp)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // SetHostKey pins (or, with key "", forgets) a host's SSH key.
