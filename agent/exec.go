@@ -192,6 +192,9 @@ func (a *Agent) execute(ctx context.Context, req api.NodeExecRequest, emit frame
 	}
 	write(strip.flush())
 	log.Info("process exited", "code", code)
+	// The script goes before the exit is told: a head that hears the exit
+	// may report the job over at once.
+	_ = os.Remove(script)
 	send(api.ExecFrame{Exit: &code})
 	return nil
 }
