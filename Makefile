@@ -48,7 +48,7 @@ fuzz:
 
 test: test-deps build lint unit fuzz
 
-bench: build
+bench: build test-deps
 	$(GO) run ./bench -out BENCHMARKS.md
 
 clean:

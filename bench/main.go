@@ -1,228 +1,159 @@
 // Command bench measures sky-coord beside reference figures taken in the
 // same run and rewrites BENCHMARKS.md. Run it with `make bench` (it uses
-// the binaries in bin/).
+// the binaries in bin/); -only runs some sections (and writes only those).
+//
+// Sections: launch (launch → first output), exec (submit → RUNNING),
+// bootstrap (agent bootstrap of 8 fresh SSH hosts beside `ssh host true`;
+// root), buckets (COPY and MOUNT from a loopback S3 endpoint beside
+// rclone; MOUNT needs root and /dev/fuse).
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
 	"log"
 	"os"
-	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
-	"sort"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
-
-	"github.com/sky-coord/sky-coord/api"
-	"github.com/sky-coord/sky-coord/client"
-	"github.com/sky-coord/sky-coord/spec"
 )
 
-type env struct {
-	bin  string
-	home string
-	dir  string
-}
+// sections in report order.
+var sections = []string{"launch", "exec", "bootstrap", "buckets"}
 
-func (e *env) cmd(args ...string) *exec.Cmd {
-	c := exec.Command(filepath.Join(e.bin, "sky-coord"), args...)
-	c.Dir = e.dir
-	c.Env = append(os.Environ(), "SKY_COORD_HOME="+e.home, "NO_COLOR=1")
-	return c
-}
+// failed is set by a section that could not measure; the run then exits 1
+// after writing what it has.
+var failed bool
 
-func (e *env) run(args ...string) {
-	out, err := e.cmd(args...).CombinedOutput()
-	if err != nil {
-		die("sky-coord %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// firstOutput runs launch and returns the time until the first line of
-// job output (a line with a rank prefix) appears on its stdout.
-func (e *env) firstOutput(args ...string) time.Duration {
-	c := e.cmd(args...)
-	c.Stderr = os.Stderr
-	out, err := c.StdoutPipe()
-	if err != nil {
-		die(err)
-	}
-	start := time.Now()
-	if err := c.Start(); err != nil {
-		die(err)
-	}
-	var took time.Duration
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if took == 0 && strings.HasPrefix(sc.Text(), "(head, rank=0") {
-			took = time.Since(start)
-		}
-	}
-	if err := c.Wait(); err != nil {
-		die("launch: %v", err)
-	}
-	if took == 0 {
-		die("launch printed no job output")
-	}
-	return took
-}
-
-func percentile(d []time.Duration, p float64) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := int(p*float64(len(s))+0.5) - 1
-	if i < 0 {
-		i = 0
-	}
-	if i >= len(s) {
-		i = len(s) - 1
-	}
-	return s[i]
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+func markFailed() { failed = true }
 
 func main() {
 	out := flag.String("out", "BENCHMARKS.md", "file to rewrite")
 	bin := flag.String("bin", "bin", "directory with sky-coord and sky-agent")
 	runs := flag.Int("exec-runs", 50, "exec submissions to time")
+	only := flag.String("only", "", "comma-separated sections to run ("+strings.Join(sections, ", ")+"); all when empty")
+	bootTrials := flag.Int("bootstrap-trials", 3, "bootstrap trials, each on fresh hosts")
+	bootHosts := flag.Int("bootstrap-hosts", 8, "hosts per bootstrap trial")
+	bucketTrials := flag.Int("bucket-trials", 3, "COPY and MOUNT trials, each tool once per trial")
+	rcloneFlags := flag.String("rclone-flags", "", "extra flags for every rclone command of the buckets section (the report names them)")
+	verbose := flag.Bool("v", false, "log what the test hosts and mounts log")
 	flag.Parse()
-	absBin, _ := filepath.Abs(*bin)
-	home, _ := os.MkdirTemp("", "sky-coord-bench-home-")
-	dir, _ := os.MkdirTemp("", "sky-coord-bench-dir-")
-	e := &env{bin: absBin, home: home, dir: dir}
-	cleanup = func() {
-		_ = e.cmd("down", "-a", "-y").Run()
-		_ = e.cmd("server", "stop").Run()
-		_ = os.RemoveAll(home)
-		_ = os.RemoveAll(dir)
-	}
-	defer cleanup()
 
-	task := "num_nodes: 4\nrun: echo first output from rank $SKYPILOT_NODE_RANK\n"
-	if err := os.WriteFile(filepath.Join(dir, "task.yaml"), []byte(task), 0o644); err != nil {
+	run := map[string]bool{}
+	if *only == "" {
+		for _, s := range sections {
+			run[s] = true
+		}
+	} else {
+		for _, s := range strings.Split(*only, ",") {
+			s = strings.TrimSpace(s)
+			if !slices.Contains(sections, s) {
+				log.Fatalf("-only: unknown section %q; sections are %s", s, strings.Join(sections, ", "))
+			}
+			run[s] = true
+		}
+	}
+	absBin, err := filepath.Abs(*bin)
+	if err != nil {
 		die(err)
 	}
 
-	// Launch → first output, 4 nodes: the first one also starts the
-	// coordinator; the rest reuse it.
-	var cold time.Duration
-	var warm []time.Duration
-	for i := 0; i < 6; i++ {
-		name := fmt.Sprintf("bench-launch-%d", i)
-		d := e.firstOutput("launch", "-y", "-c", name, "task.yaml")
-		if i == 0 {
-			cold = d
-		} else {
-			warm = append(warm, d)
+	// An interrupt cancels ctx: the section in progress stops starting
+	// things and returns, and the run removes hosts, mounts, processes
+	// and temporary directories before exiting. A second interrupt (or a
+	// section that does not stop within a minute) cleans up at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		log.Printf("%s: stopping (interrupt again to stop at once)", s)
+		cancel()
+		select {
+		case <-sig:
+		case <-time.After(time.Minute):
 		}
-		e.run("down", "-y", name)
-	}
-
-	// exec submit → RUNNING on an UP 4-node cluster, through the API.
-	e.run("launch", "-y", "-c", "bench-exec", "task.yaml")
-	c := connect(home)
-	ctx := context.Background()
-	t := &spec.Task{NumNodes: 4, Run: "true"}
-	var lat []time.Duration
-	for i := 0; i < *runs; i++ {
-		start := time.Now()
-		resp, err := c.Exec(ctx, "bench-exec", api.ExecRequest{Task: t, User: "bench"})
-		if err != nil {
-			die(err)
-		}
-		var j *api.Job
-		for {
-			j, err = c.Job(ctx, "bench-exec", resp.JobID)
-			if err != nil {
-				die(err)
-			}
-			if j.Status.Terminal() {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
-		if j.Status != api.JobSucceeded || j.StartedAt == nil {
-			die("exec job %d ended %s", j.ID, j.Status)
-		}
-		lat = append(lat, j.StartedAt.Sub(start))
-	}
-	// The CLI round trip (process start, connect, submit) with -d.
-	var cliLat []time.Duration
-	for i := 0; i < 20; i++ {
-		start := time.Now()
-		e.run("exec", "-d", "bench-exec", "task.yaml")
-		cliLat = append(cliLat, time.Since(start))
-	}
-	e.run("down", "-y", "bench-exec")
-
-	// Same-run reference: the floor of starting one process on each of 4
-	// nodes here, fork+exec of `bash -c true` ×4 in parallel.
-	var floor []time.Duration
-	for i := 0; i < *runs; i++ {
-		start := time.Now()
-		var cmds []*exec.Cmd
-		for n := 0; n < 4; n++ {
-			cmd := exec.Command("bash", "-c", "true")
-			if err := cmd.Start(); err != nil {
-				die(err)
-			}
-			cmds = append(cmds, cmd)
-		}
-		for _, cmd := range cmds {
-			_ = cmd.Wait()
-		}
-		floor = append(floor, time.Since(start))
-	}
-
+		log.Print("cleaning up")
+		runCleanups()
+		os.Exit(130)
+	}()
+	defer runCleanups()
 	host, _ := os.Hostname()
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` on %s (%s, %d CPUs). Every figure below comes from the same run.\n\n",
+	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` on %s (%s, %d CPUs). Every figure below comes from the same run.",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), host, runtime.NumCPU())
-	fmt.Fprintf(&b, "## Launch → first output, 4 local nodes\n\n")
-	fmt.Fprintf(&b, "| case | sky-coord | goal | SkyPilot (published) | ratio to goal |\n|---|---|---|---|---|\n")
-	fmt.Fprintf(&b, "| first call (starts the coordinator) | %s | ≤ 2 s | 73–164 s on a cloud VM (runtime setup 30–40%%) | %.3f |\n", ms(cold), cold.Seconds()/2)
-	fmt.Fprintf(&b, "| coordinator running, p50 of %d | %s | ≤ 2 s | | %.3f |\n", len(warm), ms(percentile(warm, 0.5)), percentile(warm, 0.5).Seconds()/2)
-	fmt.Fprintf(&b, "| coordinator running, max | %s | ≤ 2 s | | %.3f |\n\n", ms(percentile(warm, 1)), percentile(warm, 1).Seconds()/2)
-	fmt.Fprintf(&b, "## exec: submit → RUNNING on an UP 4-node cluster (%d jobs)\n\n", len(lat))
-	fmt.Fprintf(&b, "| measure | p50 | p99 | goal p50 / p99 | same-run floor: 4 × fork+exec `bash -c true`, p50 / p99 | p50 ratio to floor |\n|---|---|---|---|---|---|\n")
-	fmt.Fprintf(&b, "| API submit → RUNNING recorded | %s | %s | ≤ 100 ms / ≤ 300 ms | %s / %s | %.1f× |\n",
-		ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99)), ms(percentile(floor, 0.5)), ms(percentile(floor, 0.99)),
-		float64(percentile(lat, 0.5))/float64(percentile(floor, 0.5)))
-	fmt.Fprintf(&b, "| `sky-coord exec -d` CLI wall time (%d runs) | %s | %s | | | |\n\n", len(cliLat), ms(percentile(cliLat, 0.5)), ms(percentile(cliLat, 0.99)))
-	fmt.Fprintf(&b, "Published anchors (not re-measured): SkyPilot 2–3 s per job after its PR #4264; dstack 10–15 s submitted → running.\n")
-	if err := os.WriteFile(*out, []byte(b.String()), 0o644); err != nil {
+	if *only != "" {
+		fmt.Fprintf(&b, " Partial run: only %s (`go run ./bench -only %s`).", strings.Join(ordered(run), ", "), *only)
+	}
+	b.WriteString("\n\n")
+
+	var e *env
+	if run["launch"] || run["exec"] {
+		e = newEnv(absBin)
+	}
+	if run["launch"] {
+		b.WriteString(launchSection(ctx, e))
+	}
+	if run["exec"] {
+		b.WriteString(execSection(ctx, e, *runs))
+	}
+	if run["bootstrap"] {
+		bb := &bootstrapBench{agent: filepath.Join(absBin, "sky-agent"), hosts: *bootHosts, trials: max(*bootTrials, 1), verbose: *verbose}
+		b.WriteString(bb.run(ctx))
+	}
+	if run["buckets"] {
+		bk := &bucketsBench{trials: max(*bucketTrials, 1), verbose: *verbose, rcloneFlags: strings.Fields(*rcloneFlags)}
+		b.WriteString(bk.run(ctx))
+	}
+	runCleanups()
+	if ctx.Err() != nil {
+		log.Print("interrupted: BENCHMARKS not written")
+		os.Exit(130)
+	}
+
+	report := strings.TrimRight(b.String(), "\n") + "\n"
+	if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
 		die(err)
 	}
-	fmt.Print(b.String())
+	fmt.Print(report)
+	if failed {
+		log.Print("some measurements failed; see the report")
+		os.Exit(1)
+	}
 }
 
-func connect(home string) *client.Client {
-	data, err := os.ReadFile(filepath.Join(home, "server.json"))
-	if err != nil {
-		die(err)
+// ordered lists the chosen sections in report order.
+func ordered(run map[string]bool) []string {
+	var out []string
+	for _, s := range sections {
+		if run[s] {
+			out = append(out, s)
+		}
 	}
-	addr := strings.Split(strings.Split(string(data), `"addr":"`)[1], `"`)[0]
-	tok, err := os.ReadFile(filepath.Join(home, "token"))
-	if err != nil {
-		die(err)
-	}
-	return client.New(addr, strings.TrimSpace(string(tok)))
+	return out
 }
 
-// cleanup tears down what the run started; die runs it before exiting.
-var cleanup = func() {}
-
-func die(format any, args ...any) {
-	msg := fmt.Sprint(format)
-	if f, ok := format.(string); ok && len(args) > 0 {
-		msg = fmt.Sprintf(f, args...)
+// machine describes this machine for a section's text: CPUs, memory,
+// kernel.
+func machine() string {
+	mem := ""
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			var kb int64
+			if _, err := fmt.Sscanf(l, "MemTotal: %d kB", &kb); err == nil {
+				mem = fmt.Sprintf(", %.1f GiB RAM", float64(kb)/(1<<20))
+			}
+		}
 	}
-	log.Print(msg)
-	cleanup()
-	os.Exit(1)
+	kernel := ""
+	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = ", Linux " + strings.TrimSpace(string(data))
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s, %d CPUs%s%s, %s", host, runtime.NumCPU(), mem, kernel, runtime.Version())
 }
