@@ -13,12 +13,15 @@ all: build
 # Static binaries: one upload of sky-agent runs on any Linux node of the
 # same architecture.
 # The agent is also cross-built for both Linux architectures, so a node of
-# either kind gets its own (bootstrap picks by `uname -m`).
+# either kind gets its own (bootstrap picks by `uname -m`). sky-mount (the
+# bucket mounter, which links the object-store SDKs) is fetched by agents
+# only when a job mounts a bucket; it is built for this machine.
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-coord ./cmd/sky-coord
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-agent ./cmd/sky-agent
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-agent-linux-amd64 ./cmd/sky-agent
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-agent-linux-arm64 ./cmd/sky-agent
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-mount ./cmd/sky-mount
 
 # System packages the tests use, installed only when missing and only as
 # root (CI); elsewhere the tests that need them skip and say why.

@@ -73,8 +73,10 @@ type Agent struct {
 	chunks      *transfer.DiskStore
 	chunkClient *http.Client
 
-	// buckets are the buckets this node mounted or copied.
-	buckets bucketMounts
+	// buckets are the buckets this node mounted or copied; mounterMu
+	// serializes fetching sky-mount.
+	buckets   bucketMounts
+	mounterMu sync.Mutex
 
 	// members is this node's gossip view (nil without gossip).
 	members atomic.Pointer[membership]

@@ -49,6 +49,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/v1/chunks/", s.chunkHandler())
 	mux.HandleFunc("POST /v1/agent/job-events", s.handleJobEvent)
 	mux.HandleFunc("POST /v1/agent/node-events", s.handleNodeEvent)
+	mux.HandleFunc("GET /v1/agent/binaries/sky-mount", s.handleMountBinary)
 	return mux
 }
 
@@ -342,4 +343,21 @@ func (s *Server) waitJob(ctx context.Context, cluster string, id int64, cond fun
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// handleMountBinary serves sky-mount for an agent's architecture
+// (?arch=amd64): agents fetch it the first time a job mounts a bucket.
+func (s *Server) handleMountBinary(w http.ResponseWriter, r *http.Request) {
+	if !s.agentAuthorized(r, "") {
+		writeError(w, http.StatusUnauthorized, errors.New("missing or wrong token"))
+		return
+	}
+	arch := r.URL.Query().Get("arch")
+	p, ok := s.cfg.MountBinaries[arch]
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no sky-mount binary for %q on this coordinator; build it with `make build` (bin/sky-mount-linux-%s)", arch, arch))
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeFile(w, r, p)
 }

@@ -46,6 +46,9 @@ type Config struct {
 	// theirs (SSH nodes answer `uname -m`).
 	AgentBinary   string
 	AgentBinaries map[string]string
+	// MountBinaries are sky-mount binaries by GOARCH, served to agents
+	// that need to mount a bucket.
+	MountBinaries map[string]string
 	Version       string
 	Logger        *slog.Logger
 	// Catalog prices the clouds' offers. When nil, the catalogs are read

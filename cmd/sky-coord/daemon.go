@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -256,6 +257,7 @@ func runServer(ctx context.Context, dataDir, bind, tokenFile, addrFile, localRoo
 		Providers:     map[string]providers.Provider{local.Name: local.New(localRoot), sshprov.Name: sshProv},
 		AgentBinary:   agentBin,
 		AgentBinaries: agentBinaries(agentBin),
+		MountBinaries: mountBinaries(agentBin),
 		Version:       version,
 		Logger:        logger,
 		CatalogHome:   skyHome(),
@@ -343,3 +345,21 @@ func agentBinaries(native string) map[string]string {
 	}
 	return out
 }
+
+// mountBinaries finds sky-mount beside the agent: the cross-built ones by
+// GOARCH, else the native one for this machine's architecture.
+func mountBinaries(agent string) map[string]string {
+	dir := filepath.Dir(agent)
+	out := map[string]string{}
+	for _, arch := range []string{"amd64", "arm64"} {
+		if p := filepath.Join(dir, "sky-mount-linux-"+arch); fileExists(p) {
+			out[arch] = p
+		}
+	}
+	if p := filepath.Join(dir, "sky-mount"); fileExists(p) && out[runtime.GOARCH] == "" {
+		out[runtime.GOARCH] = p
+	}
+	return out
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
