@@ -2,7 +2,8 @@
 // same run and rewrites BENCHMARKS.md. Run it with `make bench` (it uses
 // the binaries in bin/); -only runs some sections (and writes only those).
 //
-// Sections: launch (launch → first output), exec (submit → RUNNING),
+// Sections: launch (launch → first output), exec (submit → RUNNING), sync
+// (workdir to 8 local nodes beside rsync),
 // bootstrap (agent bootstrap of 8 fresh SSH hosts beside `ssh host true`;
 // root), buckets (COPY and MOUNT from a loopback S3 endpoint beside
 // rclone; MOUNT needs root and /dev/fuse).
@@ -24,7 +25,7 @@ import (
 )
 
 // sections in report order.
-var sections = []string{"launch", "exec", "bootstrap", "buckets"}
+var sections = []string{"launch", "exec", "sync", "bootstrap", "buckets"}
 
 // failed is set by a section that could not measure; the run then exits 1
 // after writing what it has.
@@ -101,6 +102,10 @@ func main() {
 	}
 	if run["exec"] {
 		b.WriteString(execSection(ctx, e, *runs))
+	}
+	if run["sync"] {
+		sb := &syncBench{bin: absBin}
+		b.WriteString(sb.run(ctx))
 	}
 	if run["bootstrap"] {
 		bb := &bootstrapBench{agent: filepath.Join(absBin, "sky-agent"), hosts: *bootHosts, trials: max(*bootTrials, 1), verbose: *verbose}
