@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sky-coord/sky-coord/api"
@@ -44,7 +45,10 @@ func (a *Agent) stopJobsOn(rank int, reason string) {
 	a.mu.Lock()
 	var hit []*job
 	for _, j := range a.jobs {
-		if slices.ContainsFunc(j.spec.Nodes, func(n api.AgentNode) bool { return n.Rank == rank }) {
+		j.mu.Lock()
+		uses := slices.ContainsFunc(j.spec.Nodes, func(n api.AgentNode) bool { return n.Rank == rank })
+		j.mu.Unlock()
+		if uses {
 			hit = append(hit, j)
 		}
 	}
@@ -84,4 +88,52 @@ func (a *Agent) reportNode(meta api.NodeMeta, reason string) {
 		backoff = min(2*backoff, 5*time.Second)
 	}
 	a.log.Error("could not report a lost node to the coordinator", "node", meta.Rank, "reason", fmt.Sprint(reason))
+}
+
+// gossipWait bounds how long a job waits for its nodes to show in gossip
+// (a fresh cluster's agents join within a second or so).
+const gossipWait = 10 * time.Second
+
+// gossipOrder takes the job's node list (head first, then workers by
+// rank: the order behind SKYPILOT_NODE_IPS) from gossip: every node must
+// be alive there, and its address is the one it announces. A node that
+// does not show within gossipWait fails the job before anything runs,
+// naming the node, instead of a gang that can never complete.
+func (a *Agent) gossipOrder(j *job) error {
+	m := a.members.Load()
+	if m == nil {
+		return nil
+	}
+	deadline := time.Now().Add(gossipWait)
+	for {
+		alive := map[int]api.NodeMeta{}
+		for _, meta := range m.members() {
+			alive[meta.Rank] = meta
+		}
+		var missing []string
+		nodes := make([]api.AgentNode, 0, len(j.spec.Nodes))
+		for _, n := range j.spec.Nodes {
+			meta, ok := alive[n.Rank]
+			if !ok {
+				missing = append(missing, fmt.Sprintf("node %d (%s)", n.Rank, n.IP))
+				continue
+			}
+			n.IP, n.Addr = meta.IP, meta.Addr
+			nodes = append(nodes, n)
+		}
+		if len(missing) == 0 {
+			slices.SortStableFunc(nodes, func(x, y api.AgentNode) int { return x.Rank - y.Rank })
+			j.mu.Lock()
+			j.spec.Nodes = nodes
+			j.mu.Unlock()
+			return nil
+		}
+		if time.Now().After(deadline) || j.ctx.Err() != nil {
+			return fmt.Errorf("%s not in the cluster's gossip after %s (dead, or cut off from the head)", strings.Join(missing, ", "), gossipWait)
+		}
+		select {
+		case <-j.ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

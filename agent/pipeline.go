@@ -36,6 +36,10 @@ func (a *Agent) pipeline(j *job) outcome {
 	if spec.Setup != "" {
 		failStatus = api.JobFailedSetup
 	}
+	if err := a.gossipOrder(j); err != nil {
+		return outcome{status: failStatus, msg: fmt.Sprintf("Job %d cannot start: %v", spec.JobID, err)}
+	}
+	spec = j.spec
 	if err := a.syncAll(j); err != nil {
 		return outcome{status: failStatus, msg: fmt.Sprintf("Job %d's file sync failed: %v", spec.JobID, err)}
 	}
