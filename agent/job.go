@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -174,9 +175,10 @@ func (a *Agent) deliver(ev api.JobEvent) {
 		log.Error("encode job event; event lost", "err", err)
 		return
 	}
-	url := strings.TrimRight(a.cfg.CoordinatorURL, "/") + "/v1/agent/job-events"
+	bases := a.coordinators()
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
+		url := bases[(attempt-1)%len(bases)] + "/v1/agent/job-events"
 		retry, err := a.postEvent(url, body)
 		if err == nil {
 			log.Debug("job event delivered")
@@ -219,4 +221,17 @@ func (a *Agent) postEvent(url string, body []byte) (retry bool, err error) {
 	default:
 		return true, errors.New(responseError(resp))
 	}
+}
+
+// coordinators are the coordinator replicas' base URLs, CoordinatorURL
+// first; reports rotate through them while one fails.
+func (a *Agent) coordinators() []string {
+	out := []string{strings.TrimRight(a.cfg.CoordinatorURL, "/")}
+	for _, u := range a.cfg.CoordinatorURLs {
+		u = strings.TrimRight(u, "/")
+		if !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out
 }

@@ -69,9 +69,10 @@ func (a *Agent) stopJobsOn(rank int, reason string) {
 func (a *Agent) reportNode(meta api.NodeMeta, reason string) {
 	body, _ := json.Marshal(api.NodeEvent{Cluster: a.cfg.Cluster, Rank: meta.Rank, NodeID: meta.ID, IP: meta.IP,
 		Lost: true, Reason: reason, Reporter: a.cfg.Rank})
-	url := a.cfg.CoordinatorURL + "/v1/agent/node-events"
+	bases := a.coordinators()
 	backoff := 200 * time.Millisecond
 	for attempt := 1; attempt <= 8; attempt++ {
+		url := bases[(attempt-1)%len(bases)] + "/v1/agent/node-events"
 		retry, err := a.postEvent(url, body)
 		if err == nil {
 			return

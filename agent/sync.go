@@ -120,7 +120,9 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	for _, o := range req.Origins {
 		origins = append(origins, a.chunkSource("http://"+o))
 	}
-	origins = append(origins, a.chunkSource(a.cfg.CoordinatorURL))
+	for _, c := range a.coordinators() {
+		origins = append(origins, a.chunkSource(c))
+	}
 	m, err := transfer.FetchManifest(ctx, id, a.chunks, origins...)
 	if err != nil {
 		return fmt.Errorf("manifest %.12s for %s: %w", ref.Digest, ref.Dest, err)

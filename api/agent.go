@@ -28,7 +28,10 @@ type AgentConfig struct {
 	Bind           string `json:"bind"` // host:port the agent listens on
 	Home           string `json:"home"` // the node's home directory ("~")
 	CoordinatorURL string `json:"coordinator_url"`
-	Token          string `json:"token"`
+	// CoordinatorURLs are every coordinator replica (replicated mode):
+	// reports go to CoordinatorURL, then to the others while it fails.
+	CoordinatorURLs []string `json:"coordinator_urls,omitempty"`
+	Token           string   `json:"token"`
 	// Marker is set in the environment of the agent and of every process
 	// it starts (SKY_COORD_NODE=Marker), so a provider can find every
 	// process of a node, including ones that left their process group.

@@ -272,3 +272,12 @@ type Storage struct {
 	Clusters   []string  `json:"clusters,omitempty"` // clusters that mount it
 	CreatedAt  time.Time `json:"created_at"`
 }
+
+// Member is one coordinator replica (`server members`).
+type Member struct {
+	ID          string `json:"id"`
+	Address     string `json:"address"` // its API address
+	RaftAddress string `json:"raft_address"`
+	State       string `json:"state"` // leader, follower, candidate, ...
+	Leader      bool   `json:"leader"`
+}

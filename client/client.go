@@ -297,3 +297,9 @@ func (c *Client) DeleteStorage(ctx context.Context, name string) (deletedBucket 
 	err = c.call(ctx, http.MethodDelete, "/v1/storage/"+url.PathEscape(name), nil, &out)
 	return out["deleted_bucket"], err
 }
+
+// Members lists the coordinator's replicas.
+func (c *Client) Members(ctx context.Context) ([]api.Member, error) {
+	var out []api.Member
+	return out, c.call(ctx, http.MethodGet, "/v1/cluster/members", nil, &out)
+}

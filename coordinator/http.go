@@ -45,6 +45,9 @@ func (s *Server) routes() http.Handler {
 	user("GET /v1/clusters/{name}/events", s.handleEvents)
 	user("GET /v1/clusters/{name}/shell", s.handleShell)
 	user("POST /v1/shutdown", s.handleShutdown)
+	user("GET /v1/cluster/self", s.handleSelf)
+	user("POST /v1/cluster/join", s.handleJoin)
+	user("GET /v1/cluster/members", s.handleMembers)
 	// Agents authenticate with their cluster's token.
 	mux.Handle("/v1/chunks/", s.chunkHandler())
 	mux.HandleFunc("POST /v1/agent/job-events", s.handleJobEvent)

@@ -201,14 +201,19 @@ func (s *Server) bootstrapNode(ctx context.Context, c *api.Cluster, conn Connect
 	defer t.Close()
 	addr := net.JoinHostPort(in.IP, strconv.Itoa(api.AgentPort))
 	coordURL := "http://" + s.addr
+	replicas := s.replicaURLs()
+	if len(replicas) > 0 {
+		coordURL = replicas[0]
+	}
 	if f, ok := conn.(CoordinatorForwarder); ok {
+		replicas = nil // the node reaches the coordinator through its tunnel
 		if coordURL, err = f.ForwardCoordinator(ctx, in, s.addr); err != nil {
 			return fmt.Errorf("node %d (%s): forward the coordinator to it: %w", in.Index, in.IP, err)
 		}
 	}
 	cfg := api.AgentConfig{
 		Cluster: c.Name, Rank: in.Index, NodeID: in.ID, IP: in.IP, Bind: addr,
-		Home: t.Home(), CoordinatorURL: coordURL, Token: token,
+		Home: t.Home(), CoordinatorURL: coordURL, CoordinatorURLs: replicas, Token: token,
 		Marker: t.Home(), CPUs: in.CPUs, GPUs: in.GPUs,
 		GossipBind: net.JoinHostPort(in.IP, strconv.Itoa(api.GossipPort)),
 		GossipKey:  s.gossipKey(c.Name, c.Incarnation), Peers: peers,

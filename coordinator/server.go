@@ -56,6 +56,18 @@ type Config struct {
 	// and read again when a cached file changes (`catalog update`).
 	Catalog     *catalog.Catalog
 	CatalogHome string
+	// Replicated mode (`sky-coord server --raft-bind ...`): RaftBind is
+	// where this replica's Raft listens; ServerID its ID, which is its API
+	// address; Join the API addresses of the other replicas; and
+	// BootstrapExpect how many replicas form a new cluster. ClusterKey,
+	// shared by every replica (the API token), authenticates Raft traffic
+	// and derives the agents' tokens, so any replica can lead. Without
+	// RaftBind the coordinator is one embedded replica.
+	RaftBind        string
+	ServerID        string
+	Join            []string
+	BootstrapExpect int
+	ClusterKey      []byte
 	// RetryGap is the first wait between rounds of `--retry-until-up`
 	// (30 s when zero); it grows 1.5× a round, up to 5 minutes.
 	RetryGap time.Duration
@@ -78,6 +90,7 @@ type Server struct {
 	changed   chan struct{} // closed and replaced after every applied entry
 
 	catalogs catalogCache
+	formed   bool // the Raft cluster has a configuration
 
 	ctrl     *controller
 	watcher  *watcher
@@ -96,8 +109,13 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
-	secret, err := loadOrCreateSecret(filepath.Join(cfg.DataDir, "agent-secret"))
-	if err != nil {
+	var secret []byte
+	var err error
+	if len(cfg.ClusterKey) > 0 {
+		m := hmac.New(sha256.New, cfg.ClusterKey)
+		m.Write([]byte("agent-secret"))
+		secret = m.Sum(nil)
+	} else if secret, err = loadOrCreateSecret(filepath.Join(cfg.DataDir, "agent-secret")); err != nil {
 		return nil, err
 	}
 	s := &Server{
@@ -115,7 +133,18 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.fsm = fsm.New(s.onApplied)
 	raftLog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{s.log}})
-	s.raft, s.closeRaft, err = openRaft(filepath.Join(cfg.DataDir, "raft"), s.fsm, raftLog)
+	if cfg.RaftBind != "" {
+		if cfg.ServerID == "" {
+			return nil, errors.New("a replicated coordinator needs a server ID (its API address)")
+		}
+		if len(cfg.ClusterKey) == 0 {
+			return nil, errors.New("a replicated coordinator needs the cluster key (the shared token)")
+		}
+		s.raft, s.closeRaft, s.formed, err = openReplicatedRaft(cfg, s.fsm, raftLog)
+	} else {
+		s.raft, s.closeRaft, err = openRaft(filepath.Join(cfg.DataDir, "raft"), s.fsm, raftLog)
+		s.formed = true
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -147,10 +176,11 @@ func (s *Server) routeAgent(addr string) AgentDialer {
 // Serve answers the API on l until ctx ends or Shutdown is called.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.addr = l.Addr().String()
-	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: s.forwardWrites(s.stampIndex(s.routes())), ReadHeaderTimeout: 10 * time.Second}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go s.ctrl.run(ctx)
+	go s.form(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(l) }()
 	select {

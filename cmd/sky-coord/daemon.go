@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -117,7 +118,23 @@ func connect(ctx context.Context) (*client.Client, error) {
 			}
 			tok = strings.TrimSpace(string(data))
 		}
-		return client.New(strings.Split(addr, ",")[0], tok), nil
+		// Any replica serves: take the first that answers.
+		var lastErr error
+		for _, a := range strings.Split(addr, ",") {
+			a = strings.TrimSpace(a)
+			if a == "" {
+				continue
+			}
+			c := client.New(a, tok)
+			hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := c.Health(hctx)
+			cancel()
+			if err == nil {
+				return c, nil
+			}
+			lastErr = err
+		}
+		return nil, fmt.Errorf("no coordinator in SKY_COORD_ADDR=%s answers: %v", addr, lastErr)
 	}
 	home := skyHome()
 	if c, _ := runningServer(ctx, home); c != nil {
@@ -178,15 +195,33 @@ func connect(ctx context.Context) (*client.Client, error) {
 	}
 }
 
+// replication are the flags that make `server` one replica of several.
+type replication struct {
+	raftBind        string
+	join            []string
+	bootstrapExpect int
+}
+
 func serverCmd() *cobra.Command {
 	var dataDir, bind, tokenFile, addrFile, localRoot, agentBin string
 	var embedded bool
+	var rep replication
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run a coordinator (the CLI starts an embedded one on first use)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runServer(cmd.Context(), dataDir, bind, tokenFile, addrFile, localRoot, agentBin)
+			if len(rep.join) > 0 || rep.bootstrapExpect > 0 || rep.raftBind != "" {
+				if rep.raftBind == "" {
+					host, port, err := net.SplitHostPort(bind)
+					p, perr := strconv.Atoi(port)
+					if err != nil || perr != nil || p == 0 {
+						return &exitError{code: 2, msg: fmt.Sprintf("--bind %q: a replica needs a fixed HOST:PORT (its ID and the address the others reach)", bind)}
+					}
+					rep.raftBind = net.JoinHostPort(host, strconv.Itoa(p+1))
+				}
+			}
+			return runServer(cmd.Context(), dataDir, bind, tokenFile, addrFile, localRoot, agentBin, rep)
 		},
 	}
 	f := cmd.Flags()
@@ -196,8 +231,42 @@ func serverCmd() *cobra.Command {
 	f.StringVar(&addrFile, "addr-file", "", "write the listen address here once serving")
 	f.StringVar(&localRoot, "local-root", filepath.Join(skyHome(), "local"), "where the local provider keeps its nodes")
 	f.StringVar(&agentBin, "agent-binary", "", "sky-agent binary to install on nodes (default: beside this binary)")
+	f.StringSliceVar(&rep.join, "join", nil, "API addresses (HOST:PORT) of the other replicas, to form or join a replicated coordinator")
+	f.IntVar(&rep.bootstrapExpect, "bootstrap-expect", 0, "how many replicas form a new cluster (e.g. 3); they wait until all have met")
+	f.StringVar(&rep.raftBind, "raft-bind", "", "HOST:PORT for Raft traffic between replicas (default: the API port + 1)")
 	f.BoolVar(&embedded, "embedded", false, "started by the CLI")
 	_ = f.MarkHidden("embedded")
+	var membersOut string
+	members := &cobra.Command{
+		Use:   "members",
+		Short: "List the coordinator's replicas: id, address, state, leader",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			ms, err := c.Members(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if membersOut == "json" {
+				return printJSON(ms)
+			}
+			var rows [][]string
+			for _, m := range ms {
+				leader := ""
+				if m.Leader {
+					leader = "✔"
+				}
+				rows = append(rows, []string{m.ID, m.Address, m.State, leader})
+			}
+			table(os.Stdout, []string{"ID", "ADDRESS", "STATE", "LEADER"}, rows)
+			return nil
+		},
+	}
+	members.Flags().StringVarP(&membersOut, "output", "o", "table", "output format: table or json")
+	cmd.AddCommand(members)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "stop",
 		Short: "Stop the embedded coordinator (clusters keep running)",
@@ -239,7 +308,7 @@ func agentBinary(flagValue string) (string, error) {
 	return p, nil
 }
 
-func runServer(ctx context.Context, dataDir, bind, tokenFile, addrFile, localRoot, agentFlag string) error {
+func runServer(ctx context.Context, dataDir, bind, tokenFile, addrFile, localRoot, agentFlag string, rep replication) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	tok, err := readOrCreateToken(tokenFile)
 	if err != nil {
@@ -252,26 +321,33 @@ func runServer(ctx context.Context, dataDir, bind, tokenFile, addrFile, localRoo
 	sshProv := sshprov.New(skyHome())
 	defer sshProv.Close()
 	srv, err := coordinator.New(coordinator.Config{
-		DataDir:       dataDir,
-		Token:         tok,
-		Providers:     map[string]providers.Provider{local.Name: local.New(localRoot), sshprov.Name: sshProv},
-		AgentBinary:   agentBin,
-		AgentBinaries: agentBinaries(agentBin),
-		MountBinaries: mountBinaries(agentBin),
-		Version:       version,
-		Logger:        logger,
-		CatalogHome:   skyHome(),
-		RetryGap:      retryGap(),
+		DataDir:         dataDir,
+		Token:           tok,
+		Providers:       map[string]providers.Provider{local.Name: local.New(localRoot), sshprov.Name: sshProv},
+		AgentBinary:     agentBin,
+		AgentBinaries:   agentBinaries(agentBin),
+		MountBinaries:   mountBinaries(agentBin),
+		Version:         version,
+		Logger:          logger,
+		CatalogHome:     skyHome(),
+		RetryGap:        retryGap(),
+		RaftBind:        rep.raftBind,
+		ServerID:        serverID(rep, bind),
+		Join:            rep.join,
+		BootstrapExpect: rep.bootstrapExpect,
+		ClusterKey:      clusterKey(rep, tok),
 	})
 	if err != nil {
 		return err
 	}
 	sshProv.HostKeys, sshProv.AcceptHint = srv.HostKeys(), coordinator.AcceptHint
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = srv.WaitLeader(wctx)
-	cancel()
-	if err != nil {
-		return err
+	if rep.raftBind == "" {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = srv.WaitLeader(wctx)
+		cancel()
+		if err != nil {
+			return err
+		}
 	}
 	l, err := listen(bind, filepath.Join(dataDir, "last-addr"))
 	if err != nil {
@@ -363,3 +439,17 @@ func mountBinaries(agent string) map[string]string {
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func serverID(rep replication, bind string) string {
+	if rep.raftBind == "" {
+		return ""
+	}
+	return bind
+}
+
+func clusterKey(rep replication, token string) []byte {
+	if rep.raftBind == "" {
+		return nil
+	}
+	return []byte(token)
+}

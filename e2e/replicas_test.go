@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/testenv"
+)
+
+// replicaPorts finds n API ports whose next port (Raft's) is free too.
+func replicaPorts(t *testing.T, n int) []int {
+	t.Helper()
+	var out []int
+	for len(out) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		l2.Close()
+		out = append(out, p)
+	}
+	return out
+}
+
+type replicaSet struct {
+	t     *testing.T
+	cli   *testenv.CLI
+	addrs []string
+	procs []*exec.Cmd
+}
+
+func (rs *replicaSet) start(i int) {
+	rs.t.Helper()
+	cmd := exec.Command(rs.cli.Bin, "server", "--data-dir", filepath.Join(rs.cli.Home, fmt.Sprintf("replica-%d", i)),
+		"--bind", rs.addrs[i], "--join", strings.Join(rs.addrs, ","), "--bootstrap-expect", "3",
+		"--token-file", filepath.Join(rs.cli.Home, "token"))
+	cmd.Env = append(os.Environ(), "SKY_COORD_HOME="+rs.cli.Home)
+	logf, err := os.OpenFile(filepath.Join(rs.cli.Home, fmt.Sprintf("replica-%d.log", i)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		rs.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		rs.t.Fatal(err)
+	}
+	rs.procs[i] = cmd
+}
+
+func (rs *replicaSet) kill(i int) {
+	if p := rs.procs[i]; p != nil {
+		_ = p.Process.Signal(syscall.SIGKILL)
+		_ = p.Wait()
+		rs.procs[i] = nil
+	}
+}
+
+func (rs *replicaSet) members() []api.Member {
+	res := rs.cli.Run("server", "members", "-o", "json")
+	var ms []api.Member
+	_ = json.Unmarshal([]byte(res.Stdout), &ms)
+	return ms
+}
+
+func (rs *replicaSet) leader() int {
+	for _, m := range rs.members() {
+		if m.Leader {
+			for i, a := range rs.addrs {
+				if a == m.ID && rs.procs[i] != nil {
+					return i
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// TestThreeReplicasSurviveTheirLeader runs three `sky-coord server`
+// replicas: they elect a leader; a job keeps running and its result is
+// recorded once after the leader is SIGKILLed; the survivors serve writes
+// within seconds; a 2-node launch leaves exactly 2 instances; and a
+// restart of all three from disk keeps the state.
+func TestThreeReplicasSurviveTheirLeader(t *testing.T) {
+	cli := testenv.NewCLI(t)
+	ports := replicaPorts(t, 3)
+	rs := &replicaSet{t: t, cli: cli, procs: make([]*exec.Cmd, 3)}
+	for _, p := range ports {
+		rs.addrs = append(rs.addrs, fmt.Sprintf("127.0.0.1:%d", p))
+	}
+	cli.Env = []string{"SKY_COORD_ADDR=" + strings.Join(rs.addrs, ",")}
+	for i := range 3 {
+		rs.start(i)
+	}
+	t.Cleanup(func() {
+		cli.Run("down", "-a", "-y")
+		for i := range 3 {
+			rs.kill(i)
+		}
+	})
+	testenv.Eventually(t, 30*time.Second, "a leader among 3 replicas", func() bool {
+		ms := rs.members()
+		return len(ms) == 3 && rs.leader() >= 0
+	})
+	cli.WriteFile("long.yaml", "num_nodes: 2\nrun: echo start $SKYPILOT_NODE_RANK; sleep 3; echo done $SKYPILOT_NODE_RANK\n")
+	cli.WriteFile("short.yaml", "num_nodes: 2\nrun: echo short $SKYPILOT_NODE_RANK\n")
+	if res := cli.Run("launch", "-y", "-d", "-c", "ha", "long.yaml"); res.Code != 0 {
+		t.Fatalf("launch exit %d", res.Code)
+	}
+	testenv.Eventually(t, 30*time.Second, "job 1 running", func() bool {
+		return strings.Contains(cli.Run("queue", "ha").Stdout, "RUNNING")
+	})
+	old := rs.leader()
+	killed := time.Now()
+	rs.kill(old)
+	testenv.Eventually(t, 10*time.Second, "a new leader", func() bool { return rs.leader() >= 0 })
+	t.Logf("new leader after %s", time.Since(killed).Round(time.Millisecond))
+	res := cli.Run("exec", "ha", "short.yaml")
+	if res.Code != 0 || strings.Count(res.Stdout, "short ") != 2 {
+		t.Fatalf("exec after the leader died: exit %d", res.Code)
+	}
+	testenv.Eventually(t, 30*time.Second, "job 1 SUCCEEDED", func() bool {
+		var jobs []api.Job
+		_ = json.Unmarshal([]byte(cli.Run("queue", "ha", "-o", "json").Stdout), &jobs)
+		for _, j := range jobs {
+			if j.ID == 1 {
+				return j.Status == api.JobSucceeded
+			}
+		}
+		return false
+	})
+	nodes, _ := os.ReadDir(filepath.Join(cli.Home, "local", "clusters", "ha"))
+	if len(nodes) != 2 {
+		t.Errorf("%d instances exist for a 2-node cluster, want exactly 2", len(nodes))
+	}
+
+	// Stop all three and start them again from disk: same state.
+	for i := range 3 {
+		rs.kill(i)
+	}
+	for i := range 3 {
+		rs.start(i)
+	}
+	testenv.Eventually(t, 30*time.Second, "a leader after the restart", func() bool { return rs.leader() >= 0 })
+	st := cli.Run("queue", "ha", "-o", "json")
+	var jobs []api.Job
+	if err := json.Unmarshal([]byte(st.Stdout), &jobs); err != nil || len(jobs) != 2 {
+		t.Fatalf("after a restart from disk: %d jobs (%v), want 2", len(jobs), err)
+	}
+	if res := cli.Run("down", "-y", "ha"); res.Code != 0 {
+		t.Fatalf("down exit %d", res.Code)
+	}
+	if left, _ := os.ReadDir(filepath.Join(cli.Home, "local", "clusters")); len(left) != 0 {
+		t.Errorf("down left %d cluster directories", len(left))
+	}
+}
