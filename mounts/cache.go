@@ -1,6 +1,7 @@
 package mounts
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -43,6 +44,7 @@ type cache struct {
 	mu       sync.Mutex
 	entries  map[string]*centry // by key
 	used     int64              // bytes of all entries' files
+	useSeq   uint64             // counts uses; a clock can tie two uses
 	changed  chan struct{}      // closed and replaced when upload state changes
 	kick     chan struct{}      // wakes the pump
 	flushing int                // Flush calls waiting: WriteBack is skipped
@@ -65,7 +67,7 @@ type centry struct {
 	attempts  int       // failed uploads in a row
 	opens     int
 	writers   int
-	lastUse   time.Time
+	lastUse   uint64   // cache.useSeq at the last open or release: LRU order
 	removed   bool     // unlinked or replaced: dropped once unused
 	fetch     *fetcher // nil once the whole object is on disk
 }
@@ -133,7 +135,7 @@ func (c *cache) load() error {
 		}
 		keep[r.rec.File] = true
 		c.entries[r.rec.Key] = &centry{key: r.rec.Key, name: r.rec.File, f: f, size: fi.Size(), mtime: fi.ModTime(),
-			dirty: true, gen: 1, due: now, lastUse: now}
+			dirty: true, gen: 1, due: now, lastUse: c.nextUse()}
 		c.used += fi.Size()
 	}
 	if len(c.entries) > 0 {
@@ -198,7 +200,7 @@ func (c *cache) newEntryLocked(key string) (*centry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache %s in %s: %w", key, c.spec.CacheDir, err)
 	}
-	ce := &centry{key: key, name: filepath.Base(f.Name()), f: f, lastUse: time.Now(), mtime: time.Now()}
+	ce := &centry{key: key, name: filepath.Base(f.Name()), f: f, lastUse: c.nextUse(), mtime: time.Now()}
 	c.entries[key] = ce
 	return ce, nil
 }
@@ -335,7 +337,7 @@ func (c *cache) evictLocked() {
 			cands = append(cands, ce)
 		}
 	}
-	slices.SortFunc(cands, func(a, b *centry) int { return a.lastUse.Compare(b.lastUse) })
+	slices.SortFunc(cands, func(a, b *centry) int { return cmp.Compare(a.lastUse, b.lastUse) })
 	for _, ce := range cands {
 		if c.used <= c.spec.CacheBytes {
 			return
@@ -370,4 +372,10 @@ func (c *cache) pending() UploadProgress {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.pendingLocked()
+}
+
+// nextUse stamps a use of an entry (c.mu held).
+func (c *cache) nextUse() uint64 {
+	c.useSeq++
+	return c.useSeq
 }

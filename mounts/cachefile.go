@@ -41,7 +41,7 @@ func (c *cache) open(key string, remote *Entry, write, trunc bool) (*centry, err
 		ce.fetch = c.startFetch(ce) // try again
 	}
 	ce.opens++
-	ce.lastUse = time.Now()
+	ce.lastUse = c.nextUse()
 	if write {
 		ce.writers++
 	}
@@ -81,7 +81,7 @@ func (c *cache) release(ce *centry, write bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ce.opens--
-	ce.lastUse = time.Now()
+	ce.lastUse = c.nextUse()
 	if write {
 		ce.writers--
 		if ce.writers == 0 && ce.dirty {
