@@ -333,7 +333,7 @@ func (c *cache) evictLocked() {
 	}
 	var cands []*centry
 	for _, ce := range c.entries {
-		if ce.opens == 0 && !ce.dirty && !ce.uploading && (ce.fetch == nil || ce.fetch.failed()) {
+		if ce.opens == 0 && !ce.dirty && !ce.uploading && (ce.fetch == nil || ce.fetch.failed() || ce.fetch.complete()) {
 			cands = append(cands, ce)
 		}
 	}

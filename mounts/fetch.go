@@ -195,3 +195,11 @@ func (ft *fetcher) stop() {
 	ft.cancel()
 	ft.wg.Wait()
 }
+
+// complete reports whether every chunk is on disk (its onDone may not
+// have run yet): the entry is as good as any cached file.
+func (ft *fetcher) complete() bool {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return ft.left == 0 && ft.err == nil
+}
