@@ -6,7 +6,8 @@
 // (workdir to 8 local nodes beside rsync),
 // bootstrap (agent bootstrap of 8 fresh SSH hosts beside `ssh host true`;
 // root), buckets (COPY and MOUNT from a loopback S3 endpoint beside
-// rclone; MOUNT needs root and /dev/fuse).
+// rclone; MOUNT needs root and /dev/fuse), failover (leader SIGKILL of
+// three replicas → writes served again).
 package main
 
 import (
@@ -25,7 +26,7 @@ import (
 )
 
 // sections in report order.
-var sections = []string{"launch", "exec", "sync", "bootstrap", "buckets"}
+var sections = []string{"launch", "exec", "sync", "bootstrap", "buckets", "failover"}
 
 // failed is set by a section that could not measure; the run then exits 1
 // after writing what it has.
@@ -114,6 +115,10 @@ func main() {
 	if run["buckets"] {
 		bk := &bucketsBench{trials: max(*bucketTrials, 1), verbose: *verbose, rcloneFlags: strings.Fields(*rcloneFlags)}
 		b.WriteString(bk.run(ctx))
+	}
+	if run["failover"] {
+		fb := &failoverBench{bin: absBin, trials: 20}
+		b.WriteString(fb.run(ctx))
 	}
 	runCleanups()
 	if ctx.Err() != nil {
