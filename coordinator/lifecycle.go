@@ -135,6 +135,10 @@ func (s *Server) provisioned(ctx context.Context, c *api.Cluster, p providers.Pr
 		return
 	}
 	s.event(c.Name, fmt.Sprintf("Provisioned %d node(s) in %s.", len(nodes), time.Since(start).Round(time.Millisecond)))
+	s.pause(ctx, "bootstrap")
+	if ctx.Err() != nil {
+		return
+	}
 
 	ips := make([]string, len(insts))
 	for i, in := range insts {

@@ -232,6 +232,10 @@ func (s *Server) provision(ctx context.Context, c *api.Cluster) ([]providers.Ins
 		s.failAttempt(ctx, c, cur, err, "cloud")
 		return nil, nil, false
 	}
+	s.pause(ctx, "provision")
+	if ctx.Err() != nil {
+		return nil, nil, false
+	}
 	insts, err := p.Launch(ctx, providers.LaunchRequest{
 		Cluster: c.Name, NumNodes: c.NumNodes, Region: cur.Region, Zone: cur.Zone,
 		CPUs: c.Requested.CPUs, Memory: c.Requested.Memory,

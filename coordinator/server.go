@@ -68,6 +68,11 @@ type Config struct {
 	Join            []string
 	BootstrapExpect int
 	ClusterKey      []byte
+	// FaultPause, for fault tests only, makes the leader wait at a named
+	// step ("provision": after recording an attempt, before the provider
+	// call; "bootstrap": after recording the nodes, before bootstrap), so
+	// a test can kill it there.
+	FaultPause map[string]time.Duration
 	// RetryGap is the first wait between rounds of `--retry-until-up`
 	// (30 s when zero); it grows 1.5× a round, up to 5 minutes.
 	RetryGap time.Duration
@@ -307,4 +312,17 @@ type slogWriter struct{ l *slog.Logger }
 func (w slogWriter) Write(p []byte) (int, error) {
 	w.l.Info(string(p), "component", "raft")
 	return len(p), nil
+}
+
+// pause waits at a fault-test step (see Config.FaultPause).
+func (s *Server) pause(ctx context.Context, step string) {
+	d := s.cfg.FaultPause[step]
+	if d <= 0 {
+		return
+	}
+	s.log.Warn("fault test: pausing", "step", step, "for", d)
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
 }

@@ -42,6 +42,7 @@ type replicaSet struct {
 	cli   *testenv.CLI
 	addrs []string
 	procs []*exec.Cmd
+	env   []string
 }
 
 func (rs *replicaSet) start(i int) {
@@ -49,7 +50,7 @@ func (rs *replicaSet) start(i int) {
 	cmd := exec.Command(rs.cli.Bin, "server", "--data-dir", filepath.Join(rs.cli.Home, fmt.Sprintf("replica-%d", i)),
 		"--bind", rs.addrs[i], "--join", strings.Join(rs.addrs, ","), "--bootstrap-expect", "3",
 		"--token-file", filepath.Join(rs.cli.Home, "token"))
-	cmd.Env = append(os.Environ(), "SKY_COORD_HOME="+rs.cli.Home)
+	cmd.Env = append(append(os.Environ(), "SKY_COORD_HOME="+rs.cli.Home), rs.env...)
 	logf, err := os.OpenFile(filepath.Join(rs.cli.Home, fmt.Sprintf("replica-%d.log", i)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		rs.t.Fatal(err)
@@ -166,4 +167,149 @@ func TestThreeReplicasSurviveTheirLeader(t *testing.T) {
 	if left, _ := os.ReadDir(filepath.Join(cli.Home, "local", "clusters")); len(left) != 0 {
 		t.Errorf("down left %d cluster directories", len(left))
 	}
+}
+
+// newReplicaSet starts three replicas for cli (with env) and waits for a
+// leader; they are killed at cleanup after every cluster is down.
+func newReplicaSet(t *testing.T, cli *testenv.CLI, env ...string) *replicaSet {
+	t.Helper()
+	rs := &replicaSet{t: t, cli: cli, procs: make([]*exec.Cmd, 3), env: env}
+	for _, p := range replicaPorts(t, 3) {
+		rs.addrs = append(rs.addrs, fmt.Sprintf("127.0.0.1:%d", p))
+	}
+	cli.Env = []string{"SKY_COORD_ADDR=" + strings.Join(rs.addrs, ",")}
+	for i := range 3 {
+		rs.start(i)
+	}
+	t.Cleanup(func() {
+		cli.Run("down", "-a", "-y")
+		for i := range 3 {
+			rs.kill(i)
+		}
+	})
+	testenv.Eventually(t, 30*time.Second, "a leader among 3 replicas", func() bool {
+		return len(rs.members()) == 3 && rs.leader() >= 0
+	})
+	return rs
+}
+
+// statusOn reads a cluster's status from one replica only.
+func (rs *replicaSet) statusOn(i int, cluster string) string {
+	c := exec.Command(rs.cli.Bin, "status", "-o", "json", cluster)
+	c.Env = append(os.Environ(), "SKY_COORD_HOME="+rs.cli.Home, "SKY_COORD_ADDR="+rs.addrs[i])
+	out, err := c.Output()
+	if err != nil {
+		return ""
+	}
+	var cs []api.Cluster
+	if json.Unmarshal(out, &cs) != nil || len(cs) != 1 {
+		return ""
+	}
+	return string(cs[0].Status)
+}
+
+// TestLeaderKilledAtEachLaunchStep kills the leader at each step of a
+// 2-node launch (right after the submit, while provisioning, while
+// bootstrapping, while the job runs; the fault-test pause holds the
+// leader at a step): the job still ends SUCCEEDED, once; every live
+// replica reports the cluster UP; exactly 2 instances exist; down leaves
+// none.
+func TestLeaderKilledAtEachLaunchStep(t *testing.T) {
+	steps := []struct {
+		name, pause, waitFor string
+	}{
+		{"submit", "", ""},
+		{"provision", "provision=2s", "Attempt 1: launching"},
+		{"bootstrap", "bootstrap=2s", "Provisioned 2 node(s)"},
+		{"run", "", "RUNNING"},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			cli := testenv.NewCLI(t)
+			var env []string
+			if st.pause != "" {
+				env = append(env, "SKY_COORD_FAULT_PAUSE="+st.pause)
+			}
+			rs := newReplicaSet(t, cli, env...)
+			cli.WriteFile("task.yaml", "num_nodes: 2\nrun: echo start $SKYPILOT_NODE_RANK; sleep 2; echo done $SKYPILOT_NODE_RANK\n")
+			// launch waits for the cluster to be UP: run it beside the
+			// test, which kills the leader meanwhile. Its own answer may
+			// be an error (its replica may be the one killed).
+			launched := make(chan testenv.Result, 1)
+			go func() { launched <- cli.Run("launch", "-y", "-d", "-c", "mid", "task.yaml") }()
+			if st.name == "submit" || st.name == "run" {
+				if res := <-launched; res.Code != 0 {
+					t.Fatalf("launch exit %d", res.Code)
+				}
+			}
+			switch st.waitFor {
+			case "":
+			case "RUNNING":
+				testenv.Eventually(t, 30*time.Second, "the job running", func() bool {
+					return strings.Contains(cli.Run("queue", "mid").Stdout, "RUNNING")
+				})
+			default:
+				testenv.Eventually(t, 30*time.Second, st.waitFor, func() bool {
+					var cs []api.Cluster
+					_ = json.Unmarshal([]byte(cli.Run("status", "-o", "json").Stdout), &cs)
+					return len(cs) == 1 && strings.Contains(cs[0].LastEvent, st.waitFor)
+				})
+			}
+			rs.kill(rs.leader())
+			testenv.Eventually(t, 60*time.Second, "job 1 SUCCEEDED", func() bool {
+				var jobs []api.Job
+				_ = json.Unmarshal([]byte(cli.Run("queue", "mid", "-o", "json").Stdout), &jobs)
+				return len(jobs) == 1 && jobs[0].Status == api.JobSucceeded
+			})
+			for i := range 3 {
+				if rs.procs[i] == nil {
+					continue
+				}
+				testenv.Eventually(t, 10*time.Second, fmt.Sprintf("replica %d to report the cluster UP", i), func() bool {
+					return rs.statusOn(i, "mid") == string(api.ClusterUp)
+				})
+			}
+			nodes, _ := os.ReadDir(filepath.Join(cli.Home, "local", "clusters", "mid"))
+			if len(nodes) != 2 {
+				t.Errorf("%d instances for a 2-node cluster, want exactly 2", len(nodes))
+			}
+			if res := cli.Run("down", "-y", "mid"); res.Code != 0 {
+				t.Fatalf("down exit %d", res.Code)
+			}
+			if left, _ := os.ReadDir(filepath.Join(cli.Home, "local", "clusters")); len(left) != 0 {
+				t.Errorf("down left %d cluster directories", len(left))
+			}
+		})
+	}
+}
+
+// TestCutOffReplicaCatchesUp freezes a follower (SIGSTOP: it neither
+// answers nor votes, as if cut off), launches through the other two, then
+// thaws it: it catches up and reports the same state.
+func TestCutOffReplicaCatchesUp(t *testing.T) {
+	cli := testenv.NewCLI(t)
+	rs := newReplicaSet(t, cli)
+	leader := rs.leader()
+	follower := (leader + 1) % 3
+	if err := rs.procs[follower].Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	thaw := func() {
+		if !thawed {
+			thawed = true
+			_ = rs.procs[follower].Process.Signal(syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(thaw)
+	cli.Env = []string{"SKY_COORD_ADDR=" + rs.addrs[leader] + "," + rs.addrs[(leader+2)%3]}
+	cli.WriteFile("one.yaml", "run: echo while one replica was cut off\n")
+	if res := cli.Run("launch", "-y", "-c", "cut", "one.yaml"); res.Code != 0 {
+		t.Fatalf("launch with one replica cut off: exit %d", res.Code)
+	}
+	thaw()
+	testenv.Eventually(t, 20*time.Second, "the healed replica to catch up", func() bool {
+		return rs.statusOn(follower, "cut") == string(api.ClusterUp)
+	})
+	cli.Env = []string{"SKY_COORD_ADDR=" + strings.Join(rs.addrs, ",")}
 }

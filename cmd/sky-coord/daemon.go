@@ -331,6 +331,7 @@ func runServer(ctx context.Context, dataDir, bind, tokenFile, addrFile, localRoo
 		Logger:          logger,
 		CatalogHome:     skyHome(),
 		RetryGap:        retryGap(),
+		FaultPause:      faultPause(),
 		RaftBind:        rep.raftBind,
 		ServerID:        serverID(rep, bind),
 		Join:            rep.join,
@@ -452,4 +453,21 @@ func clusterKey(rep replication, token string) []byte {
 		return nil
 	}
 	return []byte(token)
+}
+
+// faultPause reads SKY_COORD_FAULT_PAUSE ("provision=2s,bootstrap=2s"),
+// a hook for fault tests: the leader waits at those steps.
+func faultPause() map[string]time.Duration {
+	v := os.Getenv("SKY_COORD_FAULT_PAUSE")
+	if v == "" {
+		return nil
+	}
+	out := map[string]time.Duration{}
+	for _, kv := range strings.Split(v, ",") {
+		k, d, ok := strings.Cut(kv, "=")
+		if dur, err := time.ParseDuration(d); ok && err == nil {
+			out[strings.TrimSpace(k)] = dur
+		}
+	}
+	return out
 }
