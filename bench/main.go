@@ -26,7 +26,7 @@ import (
 )
 
 // sections in report order.
-var sections = []string{"launch", "exec", "sync", "bootstrap", "buckets", "failover"}
+var sections = []string{"launch", "exec", "sync", "bootstrap", "buckets", "failover", "raft"}
 
 // failed is set by a section that could not measure; the run then exits 1
 // after writing what it has.
@@ -119,6 +119,10 @@ func main() {
 	if run["failover"] {
 		fb := &failoverBench{bin: absBin, trials: 20}
 		b.WriteString(fb.run(ctx))
+	}
+	if run["raft"] {
+		rb := &raftBench{writes: 1024}
+		b.WriteString(rb.run(ctx))
 	}
 	runCleanups()
 	if ctx.Err() != nil {

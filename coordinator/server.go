@@ -326,3 +326,11 @@ func (s *Server) pause(ctx context.Context, step string) {
 	case <-time.After(d):
 	}
 }
+
+// AppendEvent appends one progress event for cluster through the Raft
+// log and returns once it is applied: the coordinator's whole write path
+// (encode, Raft, bolt, FSM). The benchmark times it against bare Raft.
+func (s *Server) AppendEvent(cluster, msg string) error {
+	_, err := s.apply(fsm.ClusterEventType, fsm.ClusterEvent{Cluster: cluster, Message: msg, At: time.Now().UTC()})
+	return err
+}

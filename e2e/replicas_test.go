@@ -167,6 +167,21 @@ func TestThreeReplicasSurviveTheirLeader(t *testing.T) {
 	if left, _ := os.ReadDir(filepath.Join(cli.Home, "local", "clusters")); len(left) != 0 {
 		t.Errorf("down left %d cluster directories", len(left))
 	}
+	// The API token appears in no log, Raft log or state file: only in
+	// its own file.
+	tok, err := os.ReadFile(filepath.Join(cli.Home, "token"))
+	if err != nil || len(strings.TrimSpace(string(tok))) < 16 {
+		t.Fatalf("token file: %v", err)
+	}
+	_ = filepath.WalkDir(cli.Home, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || p == filepath.Join(cli.Home, "token") {
+			return nil
+		}
+		if data, err := os.ReadFile(p); err == nil && strings.Contains(string(data), strings.TrimSpace(string(tok))) {
+			t.Errorf("the API token is in %s", p)
+		}
+		return nil
+	})
 }
 
 // newReplicaSet starts three replicas for cli (with env) and waits for a
