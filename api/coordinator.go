@@ -48,6 +48,11 @@ type Cluster struct {
 	// DownAfterJob, when non-zero, tears the cluster down once that job
 	// ends (`launch --down`).
 	DownAfterJob int64 `json:"down_after_job,omitempty"`
+	// Autostop stops (or, with Down, tears down) the cluster once it has
+	// been idle (no unfinished job) for IdleMinutes.
+	Autostop *Autostop `json:"autostop,omitempty"`
+	// UpSince is when the cluster last became UP.
+	UpSince time.Time `json:"up_since,omitempty"`
 	// Incarnation counts provisionings of this name; it keys the agent
 	// token so a relaunched cluster never accepts an old agent.
 	Incarnation uint64 `json:"incarnation"`
@@ -149,6 +154,22 @@ type CloudCheck struct {
 	Reason  string `json:"reason"`
 }
 
+// Autostop is a cluster's idle policy.
+type Autostop struct {
+	IdleMinutes int  `json:"idle_minutes"`
+	Down        bool `json:"down,omitempty"`
+	// SetAt is when the policy was set: idleness counts from then at the
+	// earliest.
+	SetAt time.Time `json:"set_at"`
+}
+
+// AutostopRequest sets or cancels a cluster's autostop.
+type AutostopRequest struct {
+	IdleMinutes int  `json:"idle_minutes"`
+	Down        bool `json:"down,omitempty"`
+	Cancel      bool `json:"cancel,omitempty"`
+}
+
 // Node is one instance of a cluster.
 type Node struct {
 	Rank       int    `json:"rank"` // stable order; 0 = head
@@ -204,6 +225,8 @@ type LaunchRequest struct {
 	NoSetup bool       `json:"no_setup,omitempty"`
 	// RetryUntilUp keeps retrying provisioning with backoff.
 	RetryUntilUp bool `json:"retry_until_up,omitempty"`
+	// Autostop, when set, is the cluster's idle policy (`-i N [--down]`).
+	Autostop *AutostopRequest `json:"autostop,omitempty"`
 	// StorageSources are the manifests of storage objects' local sources,
 	// by bucket name: the coordinator writes them into the buckets.
 	StorageSources map[string]string `json:"storage_sources,omitempty"`

@@ -303,3 +303,8 @@ func (c *Client) Members(ctx context.Context) ([]api.Member, error) {
 	var out []api.Member
 	return out, c.call(ctx, http.MethodGet, "/v1/cluster/members", nil, &out)
 }
+
+// SetAutostop sets or cancels a cluster's autostop.
+func (c *Client) SetAutostop(ctx context.Context, cluster string, req api.AutostopRequest) error {
+	return c.call(ctx, http.MethodPost, "/v1/clusters/"+url.PathEscape(cluster)+"/autostop", req, nil)
+}

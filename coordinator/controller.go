@@ -51,6 +51,15 @@ func (c *controller) poke() {
 	}
 }
 
+// after pokes the loop once d has passed (a deadline such as an
+// autostop's); the 2 s tick is the fallback.
+func (c *controller) after(d time.Duration) {
+	if d > 2*time.Second {
+		return // the tick comes first
+	}
+	time.AfterFunc(max(d, 0), c.poke)
+}
+
 func (c *controller) run(ctx context.Context) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()

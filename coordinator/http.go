@@ -44,6 +44,7 @@ func (s *Server) routes() http.Handler {
 	user("POST /v1/clusters/{name}/cancel", s.handleCancel)
 	user("GET /v1/clusters/{name}/events", s.handleEvents)
 	user("GET /v1/clusters/{name}/shell", s.handleShell)
+	user("POST /v1/clusters/{name}/autostop", s.handleAutostop)
 	user("POST /v1/shutdown", s.handleShutdown)
 	user("GET /v1/cluster/self", s.handleSelf)
 	user("POST /v1/cluster/join", s.handleJoin)

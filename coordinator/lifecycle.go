@@ -60,6 +60,7 @@ func (s *Server) reconcile(ctx context.Context, name string) {
 	case c.Desired == api.DesiredUp && c.Status == api.ClusterUp:
 		s.watch(ctx, c, p, jobs)
 		s.dispatch(ctx, c, jobs)
+		s.autostop(ctx, c)
 	}
 }
 

@@ -112,6 +112,11 @@ func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.recordStorages(req.Cluster, pm.storages)
+	if a := autostopFrom(req.Autostop, t.Resources, now); a != nil {
+		if _, err := s.apply(fsm.AutostopSetType, fsm.AutostopSet{Cluster: req.Cluster, Autostop: a}); err != nil {
+			s.log.Warn("set autostop", "cluster", req.Cluster, "err", err)
+		}
+	}
 	writeJSON(w, http.StatusOK, api.SubmitResponse{Cluster: req.Cluster, JobID: res.JobID})
 }
 

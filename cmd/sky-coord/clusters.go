@@ -301,7 +301,14 @@ func renderClusters(w io.Writer, clusters []*api.Cluster, now time.Time) {
 		if len(lost) > 0 {
 			status += " (node " + strings.Join(lost, ", ") + " lost)"
 		}
-		rows = append(rows, []string{cl.Name, cl.Infra, cl.Resources, status, "-", ago(cl.LaunchedAt, now)})
+		auto := "-"
+		if a := cl.Autostop; a != nil {
+			auto = fmt.Sprintf("%dm", a.IdleMinutes)
+			if a.Down {
+				auto += " (down)"
+			}
+		}
+		rows = append(rows, []string{cl.Name, cl.Infra, cl.Resources, status, auto, ago(cl.LaunchedAt, now)})
 	}
 	table(w, []string{"NAME", "INFRA", "RESOURCES", "STATUS", "AUTOSTOP", "LAUNCHED"}, rows)
 }

@@ -51,6 +51,7 @@ func launchCmd() *cobra.Command {
 	var tf taskFlags
 	var cluster string
 	var yes, detach, down, noSetup, dryRun, retryUntilUp bool
+	var idleMinutes int
 	var output string
 	cmd := &cobra.Command{
 		Use:   "launch [flags] TASK.yaml",
@@ -132,8 +133,15 @@ from $SKY_COORD_HOME/local.yaml:
 				return err
 			}
 			after := lastEventSeq(ctx, c, cluster)
-			resp, err := c.Launch(ctx, api.LaunchRequest{Cluster: cluster, Task: t, Blobs: blobs, User: currentUser(),
-				Down: down, NoSetup: noSetup, RetryUntilUp: retryUntilUp, StorageSources: storageSources})
+			req := api.LaunchRequest{Cluster: cluster, Task: t, Blobs: blobs, User: currentUser(),
+				Down: down, NoSetup: noSetup, RetryUntilUp: retryUntilUp, StorageSources: storageSources}
+			if idleMinutes >= 0 {
+				// -i N with --down: tear down after N idle minutes, not
+				// right after the job (SkyPilot's autodown).
+				req.Autostop = &api.AutostopRequest{IdleMinutes: idleMinutes, Down: down}
+				req.Down = false
+			}
+			resp, err := c.Launch(ctx, req)
 			if err != nil {
 				return err
 			}
@@ -157,6 +165,7 @@ from $SKY_COORD_HOME/local.yaml:
 	f.BoolVar(&noSetup, "no-setup", false, "skip the setup step")
 	f.BoolVar(&dryRun, "dryrun", false, "print the plan (chosen offer, cost, alternatives) and stop")
 	f.StringVarP(&output, "output", "o", "", "with --dryrun: json prints {\"plan\": [...]}")
+	f.IntVarP(&idleMinutes, "idle-minutes-to-autostop", "i", -1, "stop the cluster after this many idle minutes (no unfinished job); with --down, tear it down instead")
 	f.BoolVarP(&retryUntilUp, "retry-until-up", "r", false, "when every offer fails, keep retrying with backoff until one launches")
 	f.IntVar(&tf.numNodes, "num-nodes", 0, "override the task's num_nodes")
 	return cmd

@@ -29,7 +29,7 @@ func rootCmd() *cobra.Command {
 		lifecycleCmd("stop", "Stop clusters (their nodes and files are kept)"),
 		lifecycleCmd("start", "Start stopped clusters"),
 		lifecycleCmd("down", "Tear clusters down: every process, directory and instance is removed"),
-		validateCmd(), serverCmd(), showGPUsCmd(), gpusCmd(), checkCmd(), catalogCmd(), sshCmd(), localCmd(), sshKeysCmd(), storageCmd(),
+		validateCmd(), serverCmd(), showGPUsCmd(), gpusCmd(), checkCmd(), catalogCmd(), sshCmd(), localCmd(), sshKeysCmd(), storageCmd(), autostopCmd(),
 	)
 	return root
 }

@@ -124,6 +124,8 @@ func (f *FSM) apply(t MessageType, body []byte) Result {
 			s.RemoveStorage(m.Name)
 			return Result{}
 		})
+	case AutostopSetType:
+		return as(body, func(m AutostopSet) Result { return Result{Err: s.SetAutostop(m.Cluster, m.Autostop)} })
 	case NodeLostType:
 		return as(body, func(m NodeLost) Result { return Result{Err: s.LoseNode(m.Cluster, m.Rank, m.Reason, m.At)} })
 	}

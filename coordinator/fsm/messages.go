@@ -33,9 +33,10 @@ const (
 	HostKeySetType      MessageType = 17
 	StoragePutType      MessageType = 18
 	StorageRemovedType  MessageType = 19
+	AutostopSetType     MessageType = 20
 
 	// LastMessageType is the highest type this binary knows.
-	LastMessageType = StorageRemovedType
+	LastMessageType = AutostopSetType
 )
 
 // IgnoreUnknownFlag may be OR-ed into a type by a newer version for an
@@ -181,6 +182,12 @@ type StoragePut struct {
 // StorageRemoved records that a bucket was deleted (or forgotten).
 type StorageRemoved struct {
 	Name string `json:"name"`
+}
+
+// AutostopSet sets (Autostop nil: cancels) a cluster's idle policy.
+type AutostopSet struct {
+	Cluster  string        `json:"cluster"`
+	Autostop *api.Autostop `json:"autostop,omitempty"`
 }
 
 // Encode turns a message into a log entry: one type byte, then JSON.

@@ -117,6 +117,7 @@ func (s *Store) SetClusterStatus(cluster string, status api.ClusterStatus, at ti
 	switch status {
 	case api.ClusterUp:
 		c.Error = ""
+		c.UpSince = at
 		for i := range c.Nodes {
 			c.Nodes[i].Healthy = true
 		}
@@ -294,4 +295,42 @@ func repair(c *api.Cluster) {
 	for i := range c.Nodes {
 		c.Nodes[i].Lost = ""
 	}
+}
+
+// SetAutostop sets (or, with nil, cancels) a cluster's idle policy.
+func (s *Store) SetAutostop(cluster string, a *api.Autostop) error {
+	c, ok := s.Clusters[cluster]
+	if !ok {
+		return fmt.Errorf("cluster %q does not exist: %w", cluster, ErrNotFound)
+	}
+	c.Autostop = a
+	return nil
+}
+
+// IdleSince is when a cluster last had an unfinished job (or its autostop
+// was set, or it was launched), and whether it is idle now.
+func (s *Store) IdleSince(cluster string) (time.Time, bool) {
+	c, ok := s.Clusters[cluster]
+	if !ok {
+		return time.Time{}, false
+	}
+	since := c.LaunchedAt
+	if c.UpSince.After(since) {
+		since = c.UpSince
+	}
+	if c.Autostop != nil && c.Autostop.SetAt.After(since) {
+		since = c.Autostop.SetAt
+	}
+	for _, j := range s.Jobs[cluster] {
+		if !j.Status.Terminal() {
+			return time.Time{}, false
+		}
+		if j.SubmittedAt.After(since) {
+			since = j.SubmittedAt
+		}
+		if j.EndedAt != nil && j.EndedAt.After(since) {
+			since = *j.EndedAt
+		}
+	}
+	return since, true
 }
