@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -388,8 +389,26 @@ func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, leader := s.raft.LeaderWithID()
+	// Ask the others whether they answer, all at once and briefly.
+	servers := cfg.Configuration().Servers
+	answers := make([]bool, len(servers))
+	var wg sync.WaitGroup
+	hc := &http.Client{Timeout: 500 * time.Millisecond}
+	for i, sv := range servers {
+		if s.cfg.RaftBind == "" || string(sv.ID) == s.cfg.ServerID {
+			answers[i] = true
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var in selfInfo
+			answers[i] = s.peerCall(r.Context(), hc, string(sv.ID), http.MethodGet, "/v1/cluster/self", nil, &in) == nil
+		}()
+	}
+	wg.Wait()
 	var out []api.Member
-	for _, sv := range cfg.Configuration().Servers {
+	for i, sv := range servers {
 		m := api.Member{ID: string(sv.ID), Address: string(sv.ID), RaftAddress: string(sv.Address), Leader: sv.ID == leader}
 		if s.cfg.RaftBind == "" {
 			m.Address = s.addr // the embedded replica
@@ -397,6 +416,8 @@ func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case string(sv.ID) == s.cfg.ServerID || (s.cfg.RaftBind == "" && sv.ID == leader):
 			m.State = strings.ToLower(s.raft.State().String())
+		case !answers[i]:
+			m.State = "unreachable"
 		case m.Leader:
 			m.State = "leader"
 		case sv.Suffrage == raft.Voter:
