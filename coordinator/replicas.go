@@ -213,6 +213,7 @@ func (s *Server) form(ctx context.Context) {
 	}
 	self := selfInfo{ID: s.cfg.ServerID, RaftAddr: s.cfg.RaftBind}
 	hc := &http.Client{Timeout: 3 * time.Second}
+	warned := map[string]bool{}
 	for {
 		if c := s.raft.GetConfiguration(); c.Error() == nil && len(c.Configuration().Servers) > 0 {
 			return // formed (a peer added us, or we bootstrapped)
@@ -221,6 +222,10 @@ func (s *Server) form(ctx context.Context) {
 		for _, p := range s.cfg.Join {
 			var in selfInfo
 			if err := s.peerCall(ctx, hc, p, http.MethodGet, "/v1/cluster/self", nil, &in); err != nil {
+				if strings.Contains(err.Error(), "401") && !warned[p] {
+					warned[p] = true
+					s.log.Warn("a replica rejects this replica's token: every replica needs the same --token-file contents", "replica", p)
+				}
 				continue
 			}
 			if in.Formed {

@@ -211,6 +211,15 @@ func serverCmd() *cobra.Command {
 		Short: "Run a coordinator (the CLI starts an embedded one on first use)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(rep.join) > 0 && rep.bootstrapExpect == 0 {
+				// Without --bootstrap-expect, the replicas named (this one
+				// included) form the cluster once they have all met.
+				set := map[string]bool{bind: true}
+				for _, j := range rep.join {
+					set[strings.TrimSpace(j)] = true
+				}
+				rep.bootstrapExpect = len(set)
+			}
 			if len(rep.join) > 0 || rep.bootstrapExpect > 0 || rep.raftBind != "" {
 				if rep.raftBind == "" {
 					host, port, err := net.SplitHostPort(bind)
