@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -43,6 +44,11 @@ func (s *SSH) Run(ctx context.Context, script string, args ...string) ([]byte, e
 
 // run runs script in a new session; cancelling ctx kills it.
 func (s *SSH) run(ctx context.Context, script string, args ...string) ([]byte, error) {
+	return s.runIn(ctx, nil, script, args...)
+}
+
+// runIn is run with stdin fed to the remote command.
+func (s *SSH) runIn(ctx context.Context, stdin io.Reader, script string, args ...string) ([]byte, error) {
 	sess, err := s.client.NewSession()
 	if err != nil {
 		return nil, fmt.Errorf("open SSH session: %w", err)
@@ -51,6 +57,9 @@ func (s *SSH) run(ctx context.Context, script string, args ...string) ([]byte, e
 	var stdout bytes.Buffer
 	stderr := &tailBuffer{max: 4096}
 	sess.Stdout, sess.Stderr = &stdout, stderr
+	if stdin != nil {
+		sess.Stdin = stdin
+	}
 	cmd := "/bin/sh -c " + shQuote(script)
 	if len(args) > 0 {
 		cmd += " sh"

@@ -150,14 +150,15 @@ func upload(c *sftp.Client, dst string, r io.Reader, mode fs.FileMode) (string, 
 	return tmp, nil
 }
 
-// installGzip decompresses $1 into a temporary file, checks its sha256
-// against $3, sets mode $4 and renames it to $2; the compressed file is
-// removed whatever happens.
-const installGzip = `set -e
-gz=$1 dst=$2 want=$3 mode=$4
+// installGzipStream decompresses stdin into a temporary file beside $1,
+// checks its sha256 against $2, sets mode $3 and renames it to $1.
+const installGzipStream = `set -e
+dst=$1 want=$2 mode=$3
+d=$(dirname "$dst")
+[ -d "$d" ] || mkdir -p -m 700 "$d"
 t="$dst.tmp-$$"
-trap 'rm -f "$gz" "$t"' EXIT
-gzip -dc < "$gz" > "$t"
+trap 'rm -f "$t"' EXIT
+gzip -dc > "$t"
 chmod "$mode" "$t"
 got=$(sha256sum < "$t")
 got=${got%% *}
@@ -172,17 +173,10 @@ mv -f "$t" "$dst"`
 // renames the file into place.
 func (s *SSH) WriteFileGzip(ctx context.Context, p string, gz io.Reader, mode fs.FileMode, sum string) error {
 	dst := s.abs(p)
-	var tmp string
-	err := s.sftpDo(ctx, func(c *sftp.Client) error {
-		var err error
-		tmp, err = upload(c, dst+".gz", gz, 0o600)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("%s: upload %s (compressed): %w", s.name, dst, err)
-	}
-	if _, err := s.run(ctx, installGzip, tmp, dst, sum, strconv.FormatUint(uint64(mode.Perm()), 8)); err != nil {
-		return fmt.Errorf("%s: unpack %s: %w", s.name, dst, err)
+	// One session: the compressed bytes stream into gzip on the node,
+	// which writes the file aside; it is checked, then renamed in place.
+	if _, err := s.runIn(ctx, gz, installGzipStream, dst, sum, strconv.FormatUint(uint64(mode.Perm()), 8)); err != nil {
+		return fmt.Errorf("%s: upload and unpack %s: %w", s.name, dst, err)
 	}
 	return nil
 }
