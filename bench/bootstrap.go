@@ -130,7 +130,7 @@ func (b *bootstrapBench) run(ctx context.Context) string {
 	fmt.Fprintf(&out, "- **sky-coord**: `bootstrap.DialSSH` + `bootstrap.Ensure` on the %d hosts in parallel, as the coordinator does it: the %.1f MB `bin/sky-agent` "+
 		"uploaded gzip-compressed over SFTP, the agent config the coordinator writes (bearer token, gossip with all %d peers), the agent started detached; "+
 		"done when every agent has answered `GET /v1/health` through a channel forwarded over its SSH connection. Bootstrap hashes and compresses the agent binary "+
-		"once per process: trial 1 includes that, as a coordinator's first launch does; later trials reuse it, as later launches of a running coordinator do. "+
+		"once per process: trial 1 includes that, the worst case (a coordinator prepares its agents when it starts, so only a launch in its first moment pays it); later trials reuse it, as launches of a running coordinator do. "+
 		"The second bootstrap finds every agent healthy with the same binary and config and changes nothing.\n",
 		b.hosts, float64(info.Size())/1e6, b.hosts)
 	fmt.Fprintf(&out, "- **Reference**, same hosts and run, just before ours: `ssh -i KEY -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null user@host true` "+

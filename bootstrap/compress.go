@@ -120,3 +120,17 @@ func compress(p, sum string) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// Prepare hashes and compresses agent binaries ahead of their first
+// upload, so the first launch after a coordinator starts does not wait
+// for it. Errors are left for the upload to report.
+func Prepare(paths ...string) {
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		if sum, err := fileSHA256(p); err == nil {
+			_, _ = compressedFile(p, sum)
+		}
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/sky-coord/sky-coord/bootstrap"
 	"github.com/sky-coord/sky-coord/catalog"
 	"github.com/sky-coord/sky-coord/coordinator/fsm"
 	"github.com/sky-coord/sky-coord/coordinator/state"
@@ -155,6 +156,26 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ctrl = newController(s)
 	s.agents.route = s.routeAgent
+	go func() {
+		// Agents for SSH nodes go compressed: have them ready, when
+		// there are SSH nodes to send them to.
+		needed := false
+		for _, p := range cfg.Providers {
+			_, remote := p.(CoordinatorForwarder)
+			if ch, ok := p.(Checker); remote && ok {
+				enabled, _ := ch.Check()
+				needed = needed || enabled
+			}
+		}
+		if !needed {
+			return
+		}
+		paths := []string{cfg.AgentBinary}
+		for _, p := range cfg.AgentBinaries {
+			paths = append(paths, p)
+		}
+		bootstrap.Prepare(paths...)
+	}()
 	return s, nil
 }
 
