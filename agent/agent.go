@@ -73,6 +73,10 @@ type Agent struct {
 	chunks      *transfer.DiskStore
 	chunkClient *http.Client
 
+	// goodCoord indexes coordinators(): the replica that last took a
+	// report.
+	goodCoord atomic.Int32
+
 	// buckets are the buckets this node mounted or copied; mounterMu
 	// serializes fetching sky-mount.
 	buckets   bucketMounts
@@ -143,6 +147,9 @@ func New(cfg api.AgentConfig, opts Options) (*Agent, error) {
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     90 * time.Second,
+		// A peer or replica that accepts but never answers (frozen, cut
+		// off) must not hang a sync: the next source is tried.
+		ResponseHeaderTimeout: 15 * time.Second,
 	}
 	a.chunkClient = &http.Client{Transport: bearer{token: cfg.Token, next: tr}}
 	a.ctx, a.cancel = context.WithCancel(context.Background())

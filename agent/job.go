@@ -178,9 +178,11 @@ func (a *Agent) deliver(ev api.JobEvent) {
 	bases := a.coordinators()
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		url := bases[(attempt-1)%len(bases)] + "/v1/agent/job-events"
+		i := (int(a.goodCoord.Load()) + attempt - 1) % len(bases)
+		url := bases[i] + "/v1/agent/job-events"
 		retry, err := a.postEvent(url, body)
 		if err == nil {
+			a.goodCoord.Store(int32(i)) // start there next time
 			log.Debug("job event delivered")
 			return
 		}
@@ -200,7 +202,13 @@ func (a *Agent) deliver(ev api.JobEvent) {
 }
 
 func (a *Agent) postEvent(url string, body []byte) (retry bool, err error) {
-	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+	timeout := 30 * time.Second
+	if len(a.cfg.CoordinatorURLs) > 1 {
+		// Another replica can take it: do not wait long on one that
+		// hangs (frozen, cut off).
+		timeout = 3 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
@@ -224,7 +232,8 @@ func (a *Agent) postEvent(url string, body []byte) (retry bool, err error) {
 }
 
 // coordinators are the coordinator replicas' base URLs, CoordinatorURL
-// first; reports rotate through them while one fails.
+// first; reports rotate through them while one fails, starting from the
+// one that last took a report (goodCoord).
 func (a *Agent) coordinators() []string {
 	out := []string{strings.TrimRight(a.cfg.CoordinatorURL, "/")}
 	for _, u := range a.cfg.CoordinatorURLs {

@@ -305,7 +305,14 @@ func TestCutOffReplicaCatchesUp(t *testing.T) {
 	cli := testenv.NewCLI(t)
 	rs := newReplicaSet(t, cli)
 	leader := rs.leader()
-	follower := (leader + 1) % 3
+	// Freeze the follower with the lowest address: agents report to it
+	// first, the worst case.
+	follower := -1
+	for i, a := range rs.addrs {
+		if i != leader && (follower < 0 || a < rs.addrs[follower]) {
+			follower = i
+		}
+	}
 	if err := rs.procs[follower].Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +324,8 @@ func TestCutOffReplicaCatchesUp(t *testing.T) {
 		}
 	}
 	t.Cleanup(thaw)
-	cli.Env = []string{"SKY_COORD_ADDR=" + rs.addrs[leader] + "," + rs.addrs[(leader+2)%3]}
+	other := 3 - leader - follower
+	cli.Env = []string{"SKY_COORD_ADDR=" + rs.addrs[leader] + "," + rs.addrs[other]}
 	cli.WriteFile("one.yaml", "run: echo while one replica was cut off\n")
 	if res := cli.Run("launch", "-y", "-c", "cut", "one.yaml"); res.Code != 0 {
 		t.Fatalf("launch with one replica cut off: exit %d", res.Code)

@@ -293,10 +293,12 @@ func followJob(ctx context.Context, c *client.Client, cluster string, id int64) 
 		if err != nil {
 			return err
 		}
-		if j.Status.Terminal() || i > 200 {
+		// The log ends when the job ends on the head; its state may reach
+		// the coordinator a moment later (a replica may be down).
+		if j.Status.Terminal() || i > 600 {
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	return jobResult(j)
 }
