@@ -297,7 +297,7 @@ func (d *decoder) checkBucketName(o *object, st *Storage) {
 	name := st.Name
 	np := child(o.path, "name")
 	kn := o.keyNode("name")
-	if name == "" || reVar.MatchString(name) {
+	if name == "" || d.refersToUndefined(name) {
 		// A $VAR left in the name may still be set with --env.
 		return
 	}

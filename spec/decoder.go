@@ -66,6 +66,19 @@ func (d *decoder) refersToUnset(s string) bool {
 	return false
 }
 
+// refersToUndefined reports whether s refers to a $VAR that is neither
+// an env nor a secret (so --env may still set it). A reference to a
+// defined one is left only when it came in with a substituted value
+// (substitution is one pass): it is literal text.
+func (d *decoder) refersToUndefined(s string) bool {
+	for _, m := range reVar.FindAllStringSubmatch(s, -1) {
+		if _, ok := d.vars[m[1]]; !ok || d.unset[m[1]] {
+			return true
+		}
+	}
+	return false
+}
+
 func newDecoder(file string) *decoder {
 	return &decoder{file: file, budget: maxNodes}
 }
