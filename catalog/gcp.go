@@ -105,7 +105,7 @@ func (c *Catalog) gcpOffers(cpus, memory string) []Offer {
 			if o.Zone != g.Zone || !hasAnyPrefix(o.InstanceType, gcpHostFamilies) {
 				continue
 			}
-			if !amountFits(hostCPUs, o.VCPUs, o.VCPUs, false) || !memoryFits(hostMem, o, false) {
+			if !amountFits(hostCPUs, o.VCPUs, false) || !memoryFits(hostMem, o, false) {
 				continue
 			}
 			if best == nil || o.Price < best.Price {

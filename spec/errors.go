@@ -117,7 +117,7 @@ func suggest(s string, known []string) string {
 	best, bestDist := "", -1
 	ls := strings.ToLower(s)
 	for _, k := range visibleKeys(known) {
-		d := levenshtein(ls, strings.ToLower(k))
+		d := EditDistance(ls, strings.ToLower(k))
 		if bestDist < 0 || d < bestDist {
 			best, bestDist = k, d
 		}
@@ -135,9 +135,10 @@ func suggest(s string, known []string) string {
 	return ""
 }
 
-// levenshtein is the edit distance between a and b (bytes; task file keys
-// are ASCII).
-func levenshtein(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b (bytes; task
+// file keys and accelerator names are ASCII), for "did you mean"
+// suggestions. Strings over 64 bytes are never near anything.
+func EditDistance(a, b string) int {
 	if len(a) > 64 || len(b) > 64 {
 		// Long keys are never typos of short field names.
 		return len(a) + len(b)
