@@ -27,16 +27,9 @@ func autostopCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			names := args
-			if all {
-				cls, err := c.Clusters(ctx)
-				if err != nil {
-					return err
-				}
-				names = nil
-				for _, cl := range cls {
-					names = append(names, cl.Name)
-				}
+			names, err := clusterNames(ctx, c, args, all)
+			if err != nil {
+				return err
 			}
 			var errs []error
 			for _, name := range names {

@@ -205,16 +205,9 @@ func lifecycleCmd(action, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			names := args
-			if all {
-				cls, err := c.Clusters(ctx)
-				if err != nil {
-					return err
-				}
-				names = nil
-				for _, cl := range cls {
-					names = append(names, cl.Name)
-				}
+			names, err := clusterNames(ctx, c, args, all)
+			if err != nil {
+				return err
 			}
 			var errs []error
 			for _, name := range names {
@@ -335,4 +328,20 @@ func renderQueue(w io.Writer, cluster string, jobs []*api.Job, now time.Time) {
 			j.Resources, colorStatus(j.Status), "~/sky_logs/" + j.LogDir})
 	}
 	table(w, []string{"ID", "NAME", "USER", "SUBMITTED", "STARTED", "DURATION", "RESOURCES", "STATUS", "LOG"}, rows)
+}
+
+// clusterNames is args, or with all every cluster the coordinator knows.
+func clusterNames(ctx context.Context, c *client.Client, args []string, all bool) ([]string, error) {
+	if !all {
+		return args, nil
+	}
+	cls, err := c.Clusters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, cl := range cls {
+		names = append(names, cl.Name)
+	}
+	return names, nil
 }
