@@ -28,7 +28,4 @@
 //
 // So the client sends each chunk once, the coordinator each chunk once
 // (to the head), the head each chunk about once (to its owner worker).
-//
-// The archive path, kept until its callers move: Pack and PackFile write a
-// deterministic tar.gz, Unpack and Merge extract one on the node.
 package transfer
