@@ -123,6 +123,11 @@ func (c *cache) flush(ctx context.Context, progress func(UploadProgress)) error 
 	defer tick.Stop()
 	var last UploadProgress
 	for first := true; ; first = false {
+		if c.ctx.Err() != nil && last.Files > 0 {
+			// Closed with uploads pending: what it drops on closing is
+			// not uploaded, whatever it counts now.
+			return c.pendingError(last, errors.New("the cache was closed"))
+		}
 		c.mu.Lock()
 		p := c.pendingLocked()
 		changed := c.changed
@@ -130,10 +135,13 @@ func (c *cache) flush(ctx context.Context, progress func(UploadProgress)) error 
 		if progress != nil && (first || p != last) {
 			progress(p)
 		}
-		last = p
 		if p.Files == 0 {
+			if c.ctx.Err() != nil && last.Files > 0 {
+				return c.pendingError(last, errors.New("the cache was closed"))
+			}
 			return nil
 		}
+		last = p
 		select {
 		case <-changed:
 		case <-tick.C:
