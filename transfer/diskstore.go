@@ -28,6 +28,12 @@ import (
 //
 // It also serves the peer-to-peer fetch: while a Fetcher fills the store,
 // a Get for a chunk on its way in waits (up to MaxWait) until it lands.
+//
+// Several processes may share one store directory (the agents of nodes on
+// one machine do): packs are only ever added whole under unique names, so
+// a store that misses a chunk looks for packs the others added before it
+// answers. A chunk then lands on the machine once, however many of its
+// nodes need it.
 type DiskStore struct {
 	dir string
 	// MaxWait bounds how long Get waits for an expected chunk; zero means
@@ -36,6 +42,7 @@ type DiskStore struct {
 
 	mu      sync.Mutex
 	index   map[ChunkID]chunkInPack
+	packs   map[string]bool           // pack files read into index (or found damaged)
 	pending map[ChunkID]*pendingChunk // ids a Fetcher said are coming
 }
 
@@ -77,31 +84,50 @@ func NewDiskStore(dir string) (*DiskStore, error) {
 	s := &DiskStore{
 		dir:     dir,
 		index:   make(map[ChunkID]chunkInPack),
+		packs:   make(map[string]bool),
 		pending: make(map[ChunkID]*pendingChunk),
 	}
 	if err := os.MkdirAll(filepath.Join(dir, packsDir), 0o755); err != nil {
 		return nil, fmt.Errorf("open chunk store: %w", err)
 	}
-	entries, err := os.ReadDir(filepath.Join(dir, packsDir))
-	if err != nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.readNewPacks(true); err != nil {
 		return nil, fmt.Errorf("open chunk store: %w", err)
+	}
+	return s, nil
+}
+
+// readNewPacks adds to the index the packs not read yet: at open, and
+// later those another process sharing the directory wrote. At open
+// (cleanup) it also removes what dead writers left: temporary files old
+// enough that no writer can still be busy with them, and damaged packs.
+// s.mu is held.
+func (s *DiskStore) readNewPacks(cleanup bool) error {
+	entries, err := os.ReadDir(filepath.Join(s.dir, packsDir))
+	if err != nil {
+		return err
 	}
 	for _, e := range entries {
 		name := e.Name()
-		p := filepath.Join(dir, packsDir, name)
+		if s.packs[name] {
+			continue
+		}
+		p := filepath.Join(s.dir, packsDir, name)
 		if !strings.HasSuffix(name, packSuffix) {
-			// A temporary file of a writer that died; old enough that no
-			// writer of another process can still be busy with it.
-			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
+			if fi, err := e.Info(); cleanup && err == nil && time.Since(fi.ModTime()) > time.Hour {
 				_ = os.Remove(p) // best effort: only a leftover
 			}
 			continue
 		}
+		s.packs[name] = true
 		idx, err := readPackIndex(p)
 		if err != nil {
-			// A damaged pack holds nothing we can trust: drop it, and its
-			// chunks will be fetched again.
-			_ = os.Remove(p) // best effort
+			// A damaged pack holds nothing we can trust: its chunks will
+			// be fetched again.
+			if cleanup {
+				_ = os.Remove(p) // best effort
+			}
 			continue
 		}
 		for _, c := range idx {
@@ -110,7 +136,20 @@ func NewDiskStore(dir string) (*DiskStore, error) {
 			}
 		}
 	}
-	return s, nil
+	return nil
+}
+
+// lookup finds id, reading the packs other processes added when it is
+// not in the index yet. s.mu is held.
+func (s *DiskStore) lookup(id ChunkID) (chunkInPack, bool) {
+	if loc, ok := s.index[id]; ok {
+		return loc, true
+	}
+	if s.readNewPacks(false) != nil {
+		return chunkInPack{}, false
+	}
+	loc, ok := s.index[id]
+	return loc, ok
 }
 
 type packEntry struct {
@@ -173,10 +212,21 @@ func (s *DiskStore) Missing(ctx context.Context, ids []ChunkID) ([]ChunkID, erro
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var missing []ChunkID
+	refreshed := false
 	for _, id := range ids {
-		if _, ok := s.index[id]; !ok {
-			missing = append(missing, id)
+		if _, ok := s.index[id]; ok {
+			continue
 		}
+		if !refreshed {
+			// Once per call: another process may have added packs.
+			refreshed = true
+			if s.readNewPacks(false) == nil {
+				if _, ok := s.index[id]; ok {
+					continue
+				}
+			}
+		}
+		missing = append(missing, id)
 	}
 	return missing, nil
 }
@@ -185,8 +235,11 @@ func (s *DiskStore) Missing(ctx context.Context, ids []ChunkID) ([]ChunkID, erro
 // until it lands, the fetch gives up, ctx ends or MaxWait passes.
 func (s *DiskStore) Get(ctx context.Context, id ChunkID) (io.ReadCloser, error) {
 	s.mu.Lock()
-	loc, ok := s.index[id]
 	p := s.pending[id]
+	loc, ok := s.index[id]
+	if !ok && p == nil {
+		loc, ok = s.lookup(id)
+	}
 	s.mu.Unlock()
 	if !ok && p != nil {
 		wait := s.MaxWait
@@ -403,6 +456,7 @@ func (b *packBatch) Commit() error {
 	}
 	s := b.s
 	s.mu.Lock()
+	s.packs[name] = true
 	for _, e := range b.entries {
 		if _, ok := s.index[e.id]; !ok {
 			s.index[e.id] = chunkInPack{pack: name, off: e.off, size: e.size}
@@ -466,7 +520,8 @@ func (s *DiskStore) Expect(ids []ChunkID) (release func()) {
 // Retain removes the packs none of whose chunks keep accepts, and returns
 // how many chunks went with them. A pack holding a chunk still wanted is
 // kept whole. Use it to bound the store: keep the chunks of the manifests
-// still wanted. Do not run it while a Fetch or Apply uses the store.
+// still wanted. Do not run it while a Fetch or Apply uses the store, nor
+// on a directory other processes share.
 func (s *DiskStore) Retain(ctx context.Context, keep func(ChunkID) bool) (int, error) {
 	s.mu.Lock()
 	byPack := make(map[string][]ChunkID)
@@ -493,6 +548,7 @@ func (s *DiskStore) Retain(ctx context.Context, keep func(ChunkID) bool) (int, e
 		for _, id := range ids {
 			delete(s.index, id)
 		}
+		delete(s.packs, pack)
 		s.mu.Unlock()
 		if err := os.Remove(filepath.Join(s.dir, packsDir, pack)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return removed, fmt.Errorf("prune chunk store: %w", err)

@@ -149,3 +149,33 @@ func TestDiskStoreRetain(t *testing.T) {
 		t.Fatalf("after Retain, missing = %v", missing)
 	}
 }
+
+// Two stores over one directory (two agents on one machine) see each
+// other's chunks: a chunk one of them stored is not missing for the other.
+func TestDiskStoreSharedDirectory(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s1, err := NewDiskStore(dir)
+	mustNo(t, err)
+	s2, err := NewDiskStore(dir)
+	mustNo(t, err)
+	a, b := []byte("written by the first"), []byte("written by the second")
+	ida, idb := HashChunk(a), HashChunk(b)
+	mustNo(t, s1.Put(ctx, ida, bytes.NewReader(a)))
+	missing, err := s2.Missing(ctx, []ChunkID{ida, idb})
+	mustNo(t, err)
+	if len(missing) != 1 || missing[0] != idb {
+		t.Fatalf("second store: Missing = %v, want only %s", missing, idb)
+	}
+	mustNo(t, s2.Put(ctx, idb, bytes.NewReader(b)))
+	if got := readChunk(t, s1, idb); !bytes.Equal(got, b) {
+		t.Fatal("first store reads the second's chunk wrong")
+	}
+	if got := readChunk(t, s2, ida); !bytes.Equal(got, a) {
+		t.Fatal("second store reads the first's chunk wrong")
+	}
+	if _, err := s1.Get(ctx, HashChunk([]byte("nope"))); !errors.Is(err, ErrChunkNotFound) {
+		t.Fatalf("Get of a chunk neither has: %v, want ErrChunkNotFound", err)
+	}
+}
