@@ -17,8 +17,8 @@ type ApplyOptions struct {
 	// sync which paths are its own to delete. Empty means
 	// DefaultStateFile(dst). Keep it outside dst.
 	StateFile string
-	// Workers is how many files are written at once; zero means twice the
-	// CPUs, at least 4.
+	// Workers is how many directories are written at once; zero means the
+	// CPUs, at least 2 (one writer per directory: see writeFiles).
 	Workers int
 	// Progress receives "apply" progress: files and bytes written.
 	Progress ProgressFunc
@@ -135,8 +135,12 @@ const (
 type action struct {
 	kind   actionKind
 	onDisk fs.FileInfo // what Lstat found; nil when nothing
-	staged string      // for files and links: where the new one waits
-	rec    fileRecord  // for files: the on-disk record once in place
+	staged string      // for files and links (and new directories in place): where the new one waits
+	// inNew: the entry is inside a directory this Apply creates; in
+	// place, it is built inside the staging directory and moves into
+	// dst with that directory, in one rename.
+	inNew bool
+	rec   fileRecord // for files: the on-disk record once in place
 }
 
 type applier struct {
@@ -178,7 +182,7 @@ func newApplier(m *Manifest, dst string, opts ApplyOptions) (*applier, error) {
 		a.state = DefaultStateFile(abs)
 	}
 	if a.opts.Workers <= 0 {
-		a.opts.Workers = max(4, 2*runtime.GOMAXPROCS(0))
+		a.opts.Workers = max(2, runtime.GOMAXPROCS(0))
 	}
 	if fi, err := os.Lstat(abs); err == nil && fi.Mode()&fs.ModeSymlink != 0 && m.Entries[0].Type == TypeDir {
 		// A link to a directory (say ~/sky_workdir -> /data/wd) is synced
@@ -257,6 +261,7 @@ func (a *applier) plan() error {
 		parent := parentPath(e.Path)
 		if fresh[parent] {
 			a.actions[i].kind = actCreate
+			a.actions[i].inNew = true
 			if e.Type == TypeDir {
 				fresh[e.Path] = true
 			}

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // TestApplyNeverWritesThroughLinks puts links where the source has
@@ -158,5 +161,74 @@ func TestApplyFailsCleanlyWhenChunksAreMissing(t *testing.T) {
 	after := treeSnapshot(t, dst, nil)
 	if len(before) != len(after) || after["a"].Sum != before["a"].Sum {
 		t.Fatal("a failed Apply changed the destination")
+	}
+}
+
+// New directories in an existing destination are built whole in the
+// staging area and renamed into place: a failure leaves none of them
+// behind, and a success gives them the source's modes and times.
+func TestApplyNewDirectoriesInPlace(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tmp := t.TempDir()
+	src, dst := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst")
+	mustNo(t, os.MkdirAll(src, 0o755))
+	mustNo(t, osWriteFile(src, "top", "top"))
+	store := newMemStore()
+	tree, err := BuildManifest(ctx, src, BuildOptions{})
+	mustNo(t, err)
+	_, _, err = Upload(ctx, &tree.Manifest, tree, store, UploadOptions{})
+	mustNo(t, err)
+	_, err = Apply(ctx, &tree.Manifest, store, dst, ApplyOptions{})
+	mustNo(t, err)
+	before := treeSnapshot(t, dst, nil)
+
+	mustNo(t, os.MkdirAll(filepath.Join(src, "n", "m", "k"), 0o755))
+	mustNo(t, osWriteFile(src, "n/a", "a"))
+	mustNo(t, osWriteFile(src, "n/m/b", "b"))
+	mustNo(t, os.Symlink("../a", filepath.Join(src, "n", "m", "link")))
+	mustNo(t, os.Chmod(filepath.Join(src, "n", "m"), 0o750))
+	old := time.Now().Add(-48 * time.Hour).Truncate(time.Second)
+	mustNo(t, os.Chtimes(filepath.Join(src, "n", "m"), old, old))
+	tree, err = BuildManifest(ctx, src, BuildOptions{})
+	mustNo(t, err)
+	// Everything but n/m/b's chunk reaches the store: the apply fails.
+	partial := newMemStore()
+	_, _, err = Upload(ctx, &tree.Manifest, tree, partial, UploadOptions{})
+	mustNo(t, err)
+	bID := HashChunk([]byte("b"))
+	partial.mu.Lock()
+	delete(partial.chunks, bID)
+	partial.mu.Unlock()
+	if _, err := Apply(ctx, &tree.Manifest, partial, dst, ApplyOptions{}); err == nil {
+		t.Fatal("Apply without n/m/b's chunk succeeded")
+	}
+	if after := treeSnapshot(t, dst, nil); len(after) != len(before) {
+		t.Fatalf("a failed Apply left %d entries, want the %d there before", len(after), len(before))
+	}
+
+	_, _, err = Upload(ctx, &tree.Manifest, tree, store, UploadOptions{})
+	mustNo(t, err)
+	st, err := Apply(ctx, &tree.Manifest, store, dst, ApplyOptions{})
+	mustNo(t, err)
+	if st.Dirs != 3 || st.Symlinks != 1 || st.Written != 2 {
+		t.Errorf("stats = %+v, want 3 dirs, 1 link, 2 files written", st)
+	}
+	want := treeSnapshot(t, src, nil)
+	got := treeSnapshot(t, dst, nil)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("destination differs from the source (-want +got):\n%s", diff)
+	}
+	fi, err := os.Stat(filepath.Join(dst, "n", "m"))
+	mustNo(t, err)
+	if fi.Mode().Perm() != 0o750 || !fi.ModTime().Equal(old) {
+		t.Errorf("n/m: mode %v, time %v; want 0750 and %v", fi.Mode().Perm(), fi.ModTime(), old)
+	}
+	entries, err := os.ReadDir(dst)
+	mustNo(t, err)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), stagePrefix) {
+			t.Errorf("staging directory %s left behind", e.Name())
+		}
 	}
 }

@@ -94,7 +94,7 @@ func (a *applier) applyInPlace(ctx context.Context) (err error) {
 	}
 	needStage := false
 	for i := 1; i < len(a.m.Entries); i++ {
-		if t := a.m.Entries[i].Type; t != TypeDir && a.actions[i].kind != actKeep {
+		if a.actions[i].kind != actKeep && (a.m.Entries[i].Type != TypeDir || !a.actions[i].inNew) {
 			needStage = true
 			break
 		}
@@ -112,18 +112,32 @@ func (a *applier) applyInPlace(ctx context.Context) (err error) {
 			_ = removeTree(a.stage) // best effort: err says what failed
 		}
 	}()
+	// A new directory is built whole in the staging directory, under
+	// "t/" at its own path (its parents there are only scaffolding), and
+	// renamed into place with all it holds; other files and links wait
+	// in the staging directory under their index.
 	var files []int
 	for i := 1; i < len(a.m.Entries); i++ {
 		e, act := &a.m.Entries[i], &a.actions[i]
 		if act.kind == actKeep {
 			continue
 		}
+		act.staged = filepath.Join(a.stage, fmt.Sprint(i))
+		if e.Type == TypeDir || act.inNew {
+			act.staged = filepath.Join(a.stage, "t", filepath.FromSlash(e.Path))
+		}
 		switch e.Type {
+		case TypeDir:
+			mkdir := os.Mkdir
+			if !act.inNew {
+				mkdir = os.MkdirAll
+			}
+			if err := mkdir(act.staged, 0o700); err != nil {
+				return err
+			}
 		case TypeFile:
-			act.staged = filepath.Join(a.stage, fmt.Sprint(i))
 			files = append(files, i)
 		case TypeSymlink:
-			act.staged = filepath.Join(a.stage, fmt.Sprint(i))
 			if err := os.Symlink(e.Target, act.staged); err != nil {
 				return err
 			}
@@ -248,6 +262,16 @@ func (a *applier) place(ctx context.Context, i int, touched map[string]bool) err
 	if act.kind == actKeep {
 		return nil
 	}
+	if act.inNew {
+		// Already inside its new directory; counted where it went in.
+		switch e.Type {
+		case TypeDir:
+			a.stats.Dirs++
+		case TypeSymlink:
+			a.stats.Symlinks++
+		}
+		return nil
+	}
 	p := a.abs(e.Path)
 	touched[parentPath(e.Path)] = true
 	if act.kind == actReplace {
@@ -271,8 +295,8 @@ func (a *applier) place(ctx context.Context, i int, touched map[string]bool) err
 	}
 	switch e.Type {
 	case TypeDir:
-		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
+		if err := os.Rename(act.staged, p); err != nil {
+			return fmt.Errorf("put directory %s in place: %w", e.Path, err)
 		}
 		a.stats.Dirs++
 	case TypeFile, TypeSymlink:
@@ -301,7 +325,11 @@ func (a *applier) place(ctx context.Context, i int, touched map[string]bool) err
 }
 
 // writeFiles writes the files at the given entry indexes to their staged
-// paths, several at once.
+// paths, several at once. A directory's files are written by one worker
+// in a row: workers creating files in one directory contend for its lock
+// (on ext4, spinning on it), and files created round-robin across many
+// directories cost several times more than the same files one directory
+// after another.
 func (a *applier) writeFiles(ctx context.Context, files []int) error {
 	if len(files) == 0 {
 		return nil
@@ -310,6 +338,7 @@ func (a *applier) writeFiles(ctx context.Context, files []int) error {
 	for _, i := range files {
 		total += a.m.Entries[i].Size
 	}
+	groups := groupByDir(files, func(i int) string { return filepath.Dir(a.actions[i].staged) })
 	m := newMeter(a.opts.Progress, "apply", len(files), total)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -319,32 +348,34 @@ func (a *applier) writeFiles(ctx context.Context, files []int) error {
 		firstErr error
 		wg       sync.WaitGroup
 	)
-	for range min(a.opts.Workers, len(files)) {
+	for range min(a.opts.Workers, len(groups)) {
 		wg.Go(func() {
 			buf := copyBufPool.Get().(*[]byte)
 			defer copyBufPool.Put(buf)
 			for {
 				mu.Lock()
-				if next == len(files) || firstErr != nil {
+				if next == len(groups) || firstErr != nil {
 					mu.Unlock()
 					return
 				}
-				i := files[next]
+				g := groups[next]
 				next++
 				mu.Unlock()
-				e, act := &a.m.Entries[i], &a.actions[i]
-				rec, err := a.writeFile(ctx, act.staged, e, *buf)
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-						cancel()
+				for _, i := range g {
+					e, act := &a.m.Entries[i], &a.actions[i]
+					rec, err := a.writeFile(ctx, act.staged, e, *buf)
+					if err != nil {
+						mu.Lock()
+						if firstErr == nil {
+							firstErr = err
+							cancel()
+						}
+						mu.Unlock()
+						return
 					}
-					mu.Unlock()
-					return
+					act.rec = rec
+					m.add(1, e.Size)
 				}
-				act.rec = rec
-				m.add(1, e.Size)
 			}
 		})
 	}
@@ -356,6 +387,24 @@ func (a *applier) writeFiles(ctx context.Context, files []int) error {
 	a.stats.WrittenBytes += total
 	m.done()
 	return nil
+}
+
+// groupByDir splits items into runs that share a directory, keeping their
+// order within each run; the runs come in the order of their first item.
+func groupByDir(items []int, dir func(int) string) [][]int {
+	at := make(map[string]int)
+	var groups [][]int
+	for _, i := range items {
+		d := dir(i)
+		g, ok := at[d]
+		if !ok {
+			g = len(groups)
+			at[d] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	return groups
 }
 
 // writeFile writes e's content, mode and mtime to a new file at path and
