@@ -137,7 +137,11 @@ func New(cfg api.AgentConfig, opts Options) (*Agent, error) {
 		a.grace = 2 * time.Second
 	}
 	a.gpus = sync.OnceValue(a.detectGPUs)
-	chunks, err := transfer.NewDiskStore(filepath.Join(cfg.Home, ".sky", "chunks"))
+	chunkDir := cfg.ChunkDir
+	if chunkDir == "" {
+		chunkDir = filepath.Join(cfg.Home, ".sky", "chunks")
+	}
+	chunks, err := transfer.NewDiskStore(chunkDir)
 	if err != nil {
 		return nil, fmt.Errorf("open the chunk store: %w", err)
 	}

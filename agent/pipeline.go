@@ -165,10 +165,14 @@ func (a *Agent) event(spec api.AgentJob, s api.JobStatus) api.JobEvent {
 // syncAll brings the job's trees to every node. The head syncs first,
 // from the coordinator, fetching every chunk; then the workers sync in
 // parallel, each chunk from its owner among them, the owner from the head.
-// So the coordinator sends each chunk once and the head about once. The
-// first failure names its node.
+// So the coordinator sends each chunk once and the head about once. When
+// the nodes share one chunk store (nodes on one machine), the head only
+// fetches first; then every node, the head too, writes its copy at once.
+// The first failure names its node. A line in the job's log says how long
+// it took.
 func (a *Agent) syncAll(j *job) error {
 	spec := j.spec
+	start := time.Now()
 	var head api.AgentNode
 	var workers []api.AgentNode
 	for _, n := range spec.Nodes {
@@ -178,33 +182,56 @@ func (a *Agent) syncAll(j *job) error {
 			workers = append(workers, n)
 		}
 	}
-	if err := (localNode{a}).sync(j.ctx, api.NodeSyncRequest{Blobs: spec.Blobs, Mounts: spec.Mounts, MountEnv: spec.MountEnv}); err != nil {
+	headReq := api.NodeSyncRequest{Blobs: spec.Blobs, Mounts: spec.Mounts, MountEnv: spec.MountEnv}
+	shared := a.cfg.ChunkDir != "" && len(workers) > 0
+	if shared {
+		if err := a.prefetch(j.ctx, spec.Blobs); err != nil {
+			return fmt.Errorf("node %d (%s): %w", head.Rank, head.IP, err)
+		}
+	} else if err := (localNode{a}).sync(j.ctx, headReq); err != nil {
 		return fmt.Errorf("node %d (%s): %w", head.Rank, head.IP, err)
 	}
 	peers := make([]string, len(workers))
 	for i, n := range workers {
 		peers[i] = n.Addr
 	}
-	errs := make([]error, len(workers))
+	errs := make([]error, len(workers)+1)
 	var wg sync.WaitGroup
+	if shared {
+		wg.Go(func() {
+			if err := (localNode{a}).sync(j.ctx, headReq); err != nil {
+				errs[len(workers)] = fmt.Errorf("node %d (%s): %w", head.Rank, head.IP, err)
+			}
+		})
+	}
 	for i, n := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			req := api.NodeSyncRequest{Blobs: spec.Blobs, Origins: []string{a.cfg.Bind}, Peers: peers, Self: i,
 				Mounts: spec.Mounts, MountEnv: spec.MountEnv}
 			if err := a.node(n).sync(j.ctx, req); err != nil {
 				errs[i] = fmt.Errorf("node %d (%s): %w", n.Rank, n.IP, err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if len(spec.Blobs) > 0 {
+		took := time.Since(start)
+		j.runLog.line(fmt.Sprintf("sky-coord: synced %s to %d node(s) in %s", blobNames(spec.Blobs), len(spec.Nodes), took.Round(time.Millisecond)))
+		a.log.Info("sync of every node", "job", spec.JobID, "nodes", len(spec.Nodes), "took", took, "shared_store", shared)
 	}
 	return nil
+}
+
+// blobNames lists the trees a sync brought, by destination.
+func blobNames(blobs []api.BlobRef) string {
+	names := make([]string, len(blobs))
+	for i, b := range blobs {
+		names[i] = b.Dest
+	}
+	return strings.Join(names, ", ")
 }
 
 // target is one process of a step: where it runs, what, and its run.log

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sky-coord/sky-coord/api"
 	"github.com/sky-coord/sky-coord/transfer"
@@ -112,6 +113,7 @@ func (a *Agent) chunkSource(base string) *transfer.HTTPStore {
 // others), and applies the manifest atomically. Files jobs wrote there are
 // kept, as SkyPilot's rsync (no --delete) keeps them.
 func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref api.BlobRef, dest string) error {
+	start := time.Now()
 	id, err := transfer.ParseChunkID(ref.Digest)
 	if err != nil {
 		return err
@@ -127,6 +129,7 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	if err != nil {
 		return fmt.Errorf("manifest %.12s for %s: %w", ref.Digest, ref.Dest, err)
 	}
+	tManifest := time.Now()
 	sum := sha256.Sum256([]byte(dest))
 	opts := transfer.ApplyOptions{StateFile: filepath.Join(a.cfg.Home, ".sky", "sync-state", hex.EncodeToString(sum[:12]))}
 	if err := os.MkdirAll(filepath.Dir(opts.StateFile), 0o700); err != nil {
@@ -153,11 +156,43 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 		}
 		f.Self = req.Self
 	}
-	if _, err := f.Fetch(ctx, need); err != nil {
+	tPlan := time.Now()
+	fetched, err := f.Fetch(ctx, need)
+	if err != nil {
 		return fmt.Errorf("sync %s: fetch: %w", ref.Dest, err)
 	}
-	if _, err := plan.Apply(ctx, a.chunks); err != nil {
+	tFetch := time.Now()
+	st, err := plan.Apply(ctx, a.chunks)
+	if err != nil {
 		return fmt.Errorf("sync %s: %w", ref.Dest, err)
+	}
+	a.log.Info("synced", "dest", ref.Dest, "files", st.Files, "written", st.Written, "written_bytes", st.WrittenBytes,
+		"fetched", fetched.Fetched, "fetched_bytes", fetched.Bytes, "manifest", tManifest.Sub(start), "plan", tPlan.Sub(tManifest),
+		"fetch", tFetch.Sub(tPlan), "apply", time.Since(tFetch))
+	return nil
+}
+
+// prefetch brings every chunk of the blobs' manifests into the node's
+// store from the coordinator: the head does it first when the nodes share
+// its store, and then none of them needs to fetch.
+func (a *Agent) prefetch(ctx context.Context, blobs []api.BlobRef) error {
+	var origins []transfer.Source
+	for _, c := range a.coordinators() {
+		origins = append(origins, a.chunkSource(c))
+	}
+	for _, b := range blobs {
+		id, err := transfer.ParseChunkID(b.Digest)
+		if err != nil {
+			return fmt.Errorf("manifest for %s: %w", b.Dest, err)
+		}
+		m, err := transfer.FetchManifest(ctx, id, a.chunks, origins...)
+		if err != nil {
+			return fmt.Errorf("manifest %.12s for %s: %w", b.Digest, b.Dest, err)
+		}
+		f := transfer.Fetcher{Store: a.chunks, Origins: origins, Parallel: 8}
+		if _, err := f.Fetch(ctx, m.Chunks()); err != nil {
+			return fmt.Errorf("sync %s: fetch: %w", b.Dest, err)
+		}
 	}
 	return nil
 }

@@ -28,6 +28,13 @@ type privateMounter interface {
 	PrivateFileMounts() bool
 }
 
+// chunkSharer is the optional provider capability of one chunk store for
+// the nodes of a cluster that share a machine (local nodes): its
+// directory, as the nodes see it.
+type chunkSharer interface {
+	SharedChunkDir(cluster string) string
+}
+
 // Offerer is the optional provider capability of listing what it offers
 // outside any catalog (the local machine, ssh pools); the optimizer
 // weighs these beside the catalog's offers.

@@ -226,6 +226,9 @@ func (s *Server) bootstrapNode(ctx context.Context, c *api.Cluster, conn Connect
 	if pm, ok := conn.(privateMounter); ok {
 		cfg.PrivateMounts = pm.PrivateFileMounts()
 	}
+	if cs, ok := conn.(chunkSharer); ok {
+		cfg.ChunkDir = cs.SharedChunkDir(c.Name)
+	}
 	_, err = bootstrap.Ensure(ctx, t, bootstrap.Node{
 		Name:          fmt.Sprintf("node %d (%s)", in.Index, in.IP),
 		AgentBinary:   s.cfg.AgentBinary,

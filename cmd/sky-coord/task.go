@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -197,20 +198,37 @@ func uploadTree(ctx context.Context, c *client.Client, src, what string) (string
 	sum := sha256.Sum256([]byte(abs))
 	cachePath := filepath.Join(skyHome(), "cache", "stat-"+hex.EncodeToString(sum[:8]))
 	cache := transfer.LoadStatCache(cachePath)
+	start := time.Now()
 	bar := newSyncBar(what)
 	defer bar.done()
 	tree, err := transfer.BuildManifest(ctx, src, transfer.BuildOptions{Cache: cache, Progress: bar.update})
 	if err != nil {
 		return "", err
 	}
-	id, _, err := transfer.Upload(ctx, &tree.Manifest, tree, c.Chunks(), transfer.UploadOptions{Parallel: 8, Progress: bar.update})
+	id, st, err := transfer.Upload(ctx, &tree.Manifest, tree, c.Chunks(), transfer.UploadOptions{Parallel: 8, Progress: bar.update})
 	if err != nil {
 		return "", err
 	}
+	bar.done()
+	fmt.Fprintf(os.Stderr, "%s Uploaded %s: %d files, %s; %s new in %s.\n", dim("⚙︎"), what,
+		tree.Stats.Files, sizeString(tree.Stats.Bytes), sizeString(st.Bytes), time.Since(start).Round(time.Millisecond))
 	if err := os.MkdirAll(filepath.Dir(cachePath), 0o700); err == nil {
 		_ = cache.Save(cachePath) // only a speed-up: a lost cache re-reads files
 	}
 	return id.String(), nil
+}
+
+// sizeString is a byte count for people: 8 B, 12.3 KB, 210.1 MB.
+func sizeString(n int64) string {
+	switch {
+	case n < 1000:
+		return fmt.Sprintf("%d B", n)
+	case n < 1e6:
+		return fmt.Sprintf("%.1f KB", float64(n)/1e3)
+	case n < 1e9:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	}
+	return fmt.Sprintf("%.2f GB", float64(n)/1e9)
 }
 
 // uploadStorageSources uploads the local sources of storage objects (as

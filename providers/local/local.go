@@ -76,6 +76,13 @@ func (p *Provider) Marker(cluster string, index int) string {
 	return p.NodeHome(cluster, index)
 }
 
+// SharedChunkDir is the chunk store the cluster's nodes share: they are
+// on this machine, so a chunk of synced code is stored here once for all
+// of them. It goes with the cluster at Terminate.
+func (p *Provider) SharedChunkDir(cluster string) string {
+	return filepath.Join(p.clusterDir(cluster), "chunks")
+}
+
 // PrivateFileMounts reports whether local nodes get a private view of
 // file_mounts destinations outside their home: each job process runs in a
 // mount namespace of its own, which takes root, or, without root, a kernel
