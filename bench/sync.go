@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -18,11 +19,29 @@ import (
 // `exec`, beside one `rsync -a` of it and 8 parallel rsyncs in the same
 // run; then a re-sync after one changed file beside an rsync no-op; and
 // the bytes the client sent (what the coordinator's chunk store took in).
+//
+// Each trial has its own tree, cluster and rsync targets, and nothing is
+// deleted until the end: on this machine's ext4, creating files within
+// half a minute of deleting many costs several times more (the inode
+// allocator skips recently deleted inodes), which alone moved one rsync
+// between 0.4 s and 1.4 s. Dirty pages are flushed before every timed
+// step, ours and the references alike.
 type syncBench struct {
 	bin string
 }
 
-const syncNodes = 8
+const (
+	syncNodes  = 8
+	syncTrials = 3
+)
+
+// syncTrial is one trial's figures.
+type syncTrial struct {
+	first, firstUpload, firstNodes    time.Duration // exec wall; the client's upload; the nodes' sync (job log)
+	resync, resyncUpload, resyncNodes time.Duration
+	one, eight, noop                  time.Duration // references
+	egress                            int64
+}
 
 func (sb *syncBench) run(ctx context.Context) string {
 	var b strings.Builder
@@ -32,47 +51,120 @@ func (sb *syncBench) run(ctx context.Context) string {
 		return b.String()
 	}
 	e := newEnv(sb.bin)
-	src := filepath.Join(e.dir, "code")
-	treeBytes, files, err := makeTree(src)
-	if err != nil {
-		markFailed()
-		fmt.Fprintf(&b, "**Failed**: make the tree: %v\n\n", err)
-		return b.String()
-	}
-	task := fmt.Sprintf("num_nodes: %d\nworkdir: ./code\nrun: echo synced\n", syncNodes)
-	if err := os.WriteFile(filepath.Join(e.dir, "sync.yaml"), []byte(task), 0o644); err != nil {
-		die(err)
-	}
 	if err := os.WriteFile(filepath.Join(e.dir, "up.yaml"), []byte(fmt.Sprintf("num_nodes: %d\nrun: echo up\n", syncNodes)), 0o644); err != nil {
 		die(err)
 	}
-	e.run("launch", "-y", "-c", "syncb", "up.yaml")
-	stopIfDone(ctx)
-	chunks := filepath.Join(e.home, "server", "chunks")
-	before := dirBytes(chunks)
-
-	timed := func(args ...string) (time.Duration, error) {
-		start := time.Now()
-		out, err := e.cmd(args...).CombinedOutput()
-		if err != nil {
-			return 0, fmt.Errorf("sky-coord %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return time.Since(start), nil
-	}
-	first, err := timed("exec", "syncb", "sync.yaml")
-	if err != nil {
-		markFailed()
-		fmt.Fprintf(&b, "**Failed**: %v\n\n", err)
-		return b.String()
-	}
-	egress := dirBytes(chunks) - before
-
-	// References, same tree, same machine, same run.
 	refDir, err := os.MkdirTemp("", "sky-coord-bench-rsync-")
 	if err != nil {
 		die(err)
 	}
 	defer os.RemoveAll(refDir)
+	// Let the deletions of earlier sections age out (see syncBench).
+	syscall.Sync()
+	select {
+	case <-ctx.Done():
+	case <-time.After(35 * time.Second):
+	}
+	var trials []syncTrial
+	var treeBytes int64
+	var files int
+	var bare time.Duration
+	for n := range syncTrials {
+		stopIfDone(ctx)
+		tr, tb, nf, bareExec, err := sb.trial(ctx, e, refDir, n)
+		if err != nil {
+			markFailed()
+			fmt.Fprintf(&b, "**Failed** in trial %d: %v\n\n", n+1, err)
+			return b.String()
+		}
+		trials = append(trials, tr)
+		treeBytes, files, bare = tb, nf, bareExec
+	}
+	med := func(f func(syncTrial) time.Duration) time.Duration {
+		d := make([]time.Duration, len(trials))
+		for i, t := range trials {
+			d[i] = f(t)
+		}
+		return median(d)
+	}
+	all := func(f func(syncTrial) time.Duration) string {
+		d := make([]time.Duration, len(trials))
+		for i, t := range trials {
+			d[i] = f(t)
+		}
+		return list(d, secs)
+	}
+	first, one, eight := med(func(t syncTrial) time.Duration { return t.first }), med(func(t syncTrial) time.Duration { return t.one }), med(func(t syncTrial) time.Duration { return t.eight })
+	resync, noop := med(func(t syncTrial) time.Duration { return t.resync }), med(func(t syncTrial) time.Duration { return t.noop })
+	resyncWork := med(func(t syncTrial) time.Duration { return t.resyncUpload + t.resyncNodes })
+	resyncHead := med(func(t syncTrial) time.Duration { return t.resyncUpload })
+
+	fmt.Fprintf(&b, "Tree: %d files, %.0f MB (5,000 files of 1–40 KB and 5 × 20 MB, last modified an hour before the run), on local disk; %d nodes on this machine, sharing one chunk store (the local provider's). "+
+		"%d trials, each with a tree, cluster and rsync targets of its own; medians, with every trial's figure after them. "+
+		"sky-coord's first figure is the wall time of `sky-coord exec CLUSTER task.yaml` (upload, sync to every node, an `echo` run, job SUCCEEDED; the same exec without a workdir took %s); "+
+		"*upload* is what exec reports for scanning the tree and sending the coordinator what it lacks, *nodes* what the job log reports for bringing every node's copy into place.\n\n",
+		files, float64(treeBytes)/1e6, syncNodes, syncTrials, secs(bare))
+	b.WriteString("| measure | sky-coord | reference (same run) | ratio | goal |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| first sync to %d nodes (exec wall) | %s (%s) | one `rsync -a`: %s (%s) | %.2f× | ≤ 1.5× |\n", syncNodes, secs(first), all(func(t syncTrial) time.Duration { return t.first }), secs(one), all(func(t syncTrial) time.Duration { return t.one }), first.Seconds()/one.Seconds())
+	fmt.Fprintf(&b, "| first sync to %d nodes (exec wall) | %s | %d parallel `rsync -a`: %s (%s) | %.2f× | |\n", syncNodes, secs(first), syncNodes, secs(eight), all(func(t syncTrial) time.Duration { return t.eight }), first.Seconds()/eight.Seconds())
+	fmt.Fprintf(&b, "| – of which upload / nodes | %s / %s | | | |\n", secs(med(func(t syncTrial) time.Duration { return t.firstUpload })), secs(med(func(t syncTrial) time.Duration { return t.firstNodes })))
+	fmt.Fprintf(&b, "| re-sync after one changed file: upload + nodes | %s (%s) | `rsync -a` no-op: %s (%s) | %.2f× | ≤ 0.33× |\n", secs(resyncWork), all(func(t syncTrial) time.Duration { return t.resyncUpload + t.resyncNodes }), secs(noop), all(func(t syncTrial) time.Duration { return t.noop }), resyncWork.Seconds()/noop.Seconds())
+	fmt.Fprintf(&b, "| – of which upload (the client's scan and send) | %s | `rsync -a` no-op: %s | %.2f× | |\n", secs(resyncHead), secs(noop), resyncHead.Seconds()/noop.Seconds())
+	fmt.Fprintf(&b, "| re-sync after one changed file (exec wall) | %s | | | |\n", secs(resync))
+	egress := trials[0].egress
+	fmt.Fprintf(&b, "| client egress (bytes the coordinator took in, trial 1) | %.1f MB | the tree: %.1f MB | %.2f× | ≤ 1.25× |\n\n",
+		float64(egress)/1e6, float64(treeBytes)/1e6, float64(egress)/float64(treeBytes))
+	for n := range syncTrials {
+		_ = e.cmd("down", "-y", fmt.Sprintf("syncb%d", n)).Run()
+	}
+	return b.String()
+}
+
+// trial runs one trial: tree n, cluster syncb<n>, rsync targets under
+// refDir/<n>. It returns the figures, the tree's size and file count, and
+// the wall time of an exec without a workdir.
+func (sb *syncBench) trial(ctx context.Context, e *env, refDir string, n int) (syncTrial, int64, int, time.Duration, error) {
+	var tr syncTrial
+	code := fmt.Sprintf("code%d", n)
+	src := filepath.Join(e.dir, code)
+	treeBytes, files, err := makeTree(src, uint64(n))
+	if err != nil {
+		return tr, 0, 0, 0, fmt.Errorf("make the tree: %w", err)
+	}
+	task := filepath.Join(e.dir, fmt.Sprintf("sync%d.yaml", n))
+	if err := os.WriteFile(task, []byte(fmt.Sprintf("num_nodes: %d\nworkdir: ./%s\nrun: echo synced\n", syncNodes, code)), 0o644); err != nil {
+		return tr, 0, 0, 0, err
+	}
+	cluster := fmt.Sprintf("syncb%d", n)
+	if out, err := e.cmd("launch", "-y", "-c", cluster, "up.yaml").CombinedOutput(); err != nil {
+		return tr, 0, 0, 0, fmt.Errorf("launch: %v\n%s", err, out)
+	}
+	chunks := filepath.Join(e.home, "server", "chunks")
+	before := dirBytes(chunks)
+	// execSync runs the exec and reads, from what it prints, the upload's
+	// time and the nodes' sync time.
+	execSync := func() (wall, upload, nodes time.Duration, err error) {
+		syscall.Sync()
+		start := time.Now()
+		out, err := e.cmd("exec", cluster, task).CombinedOutput()
+		wall = time.Since(start)
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("sky-coord exec: %v\n%s", err, out)
+		}
+		if upload, err = durationAfter(string(out), "Uploaded workdir:", " new in "); err != nil {
+			return 0, 0, 0, fmt.Errorf("%v in:\n%s", err, out)
+		}
+		if nodes, err = durationAfter(string(out), "sky-coord: synced ~/sky_workdir to", " in "); err != nil {
+			return 0, 0, 0, fmt.Errorf("%v in:\n%s", err, out)
+		}
+		return wall, upload, nodes, nil
+	}
+	if tr.first, tr.firstUpload, tr.firstNodes, err = execSync(); err != nil {
+		return tr, 0, 0, 0, err
+	}
+	tr.egress = dirBytes(chunks) - before
+
+	// References, same tree, same machine, same trial.
 	rsync := func(dst string) error {
 		out, err := exec.CommandContext(ctx, "rsync", "-a", src+"/", dst+"/").CombinedOutput()
 		if err != nil {
@@ -80,68 +172,83 @@ func (sb *syncBench) run(ctx context.Context) string {
 		}
 		return nil
 	}
-	t0 := time.Now()
-	if err := rsync(filepath.Join(refDir, "one")); err != nil {
-		die(err)
+	base := filepath.Join(refDir, fmt.Sprint(n))
+	if err := os.Mkdir(base, 0o755); err != nil {
+		return tr, 0, 0, 0, err
 	}
-	one := time.Since(t0)
+	syscall.Sync()
+	t0 := time.Now()
+	if err := rsync(filepath.Join(base, "one")); err != nil {
+		return tr, 0, 0, 0, err
+	}
+	tr.one = time.Since(t0)
+	syscall.Sync()
 	t0 = time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, syncNodes)
 	for i := range syncNodes {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = rsync(filepath.Join(refDir, fmt.Sprintf("n%d", i))) }()
+		wg.Go(func() { errs[i] = rsync(filepath.Join(base, fmt.Sprintf("n%d", i))) })
 	}
 	wg.Wait()
-	eight := time.Since(t0)
+	tr.eight = time.Since(t0)
 	for _, err := range errs {
 		if err != nil {
-			die(err)
+			return tr, 0, 0, 0, err
 		}
 	}
 
 	// One changed file, then the re-sync; the rsync no-op beside it.
 	if err := os.WriteFile(filepath.Join(src, "d0", "f0.bin"), []byte("changed for the re-sync\n"), 0o644); err != nil {
-		die(err)
+		return tr, 0, 0, 0, err
 	}
-	resync, err := timed("exec", "syncb", "sync.yaml")
-	if err != nil {
-		markFailed()
-		fmt.Fprintf(&b, "**Failed**: %v\n\n", err)
-		return b.String()
+	if tr.resync, tr.resyncUpload, tr.resyncNodes, err = execSync(); err != nil {
+		return tr, 0, 0, 0, err
 	}
 	// The same job without a workdir: what exec costs without any sync.
-	bare, err := timed("exec", "syncb", "up.yaml")
-	if err != nil {
-		die(err)
-	}
-	// Bring the copy up to date, then time a no-op.
-	if err := rsync(filepath.Join(refDir, "one")); err != nil {
-		die(err)
-	}
 	t0 = time.Now()
-	if err := rsync(filepath.Join(refDir, "one")); err != nil {
-		die(err)
+	if out, err := e.cmd("exec", cluster, "up.yaml").CombinedOutput(); err != nil {
+		return tr, 0, 0, 0, fmt.Errorf("exec: %v\n%s", err, out)
 	}
-	noop := time.Since(t0)
+	bare := time.Since(t0)
+	// Bring the copy up to date, then time a no-op.
+	if err := rsync(filepath.Join(base, "one")); err != nil {
+		return tr, 0, 0, 0, err
+	}
+	syscall.Sync()
+	t0 = time.Now()
+	if err := rsync(filepath.Join(base, "one")); err != nil {
+		return tr, 0, 0, 0, err
+	}
+	tr.noop = time.Since(t0)
+	return tr, treeBytes, files, bare, nil
+}
 
-	fmt.Fprintf(&b, "Tree: %d files, %.0f MB (5,000 files of 1–40 KB and 5 × 20 MB, last modified an hour before the run), on local disk; %d nodes on this machine. "+
-		"sky-coord figures are `sky-coord exec CLUSTER task.yaml` wall times (upload, sync to every node, an `echo` run, job SUCCEEDED); "+
-		"the same exec without a workdir took %s.\n\n", files, float64(treeBytes)/1e6, syncNodes, secs(bare))
-	b.WriteString("| measure | sky-coord | reference (same run) | ratio | goal |\n|---|---|---|---|---|\n")
-	fmt.Fprintf(&b, "| first sync to %d nodes | %s | one `rsync -a`: %s | %.2f× | ≤ 1.5× |\n", syncNodes, secs(first), secs(one), first.Seconds()/one.Seconds())
-	fmt.Fprintf(&b, "| first sync to %d nodes | %s | %d parallel `rsync -a`: %s | %.2f× | |\n", syncNodes, secs(first), syncNodes, secs(eight), first.Seconds()/eight.Seconds())
-	fmt.Fprintf(&b, "| re-sync after one changed file | %s | `rsync -a` no-op: %s | %.2f× | ≤ 0.33× |\n", secs(resync), secs(noop), resync.Seconds()/noop.Seconds())
-	fmt.Fprintf(&b, "| client egress (bytes the coordinator took in) | %.1f MB | the tree: %.1f MB | %.2f× | ≤ 1.25× |\n\n",
-		float64(egress)/1e6, float64(treeBytes)/1e6, float64(egress)/float64(treeBytes))
-	_ = e.cmd("down", "-y", "syncb").Run()
-	return b.String()
+// durationAfter finds the line holding marker in out and parses the Go
+// duration after sep on it, up to a space or a final period.
+func durationAfter(out, marker, sep string) (time.Duration, error) {
+	for _, line := range strings.Split(out, "\n") {
+		i := strings.Index(line, marker)
+		if i < 0 {
+			continue
+		}
+		rest := line[i:]
+		j := strings.LastIndex(rest, sep)
+		if j < 0 {
+			break
+		}
+		f := strings.Fields(rest[j+len(sep):])
+		if len(f) == 0 {
+			break
+		}
+		return time.ParseDuration(strings.TrimSuffix(f[0], "."))
+	}
+	return 0, fmt.Errorf("no %q line with a duration", marker)
 }
 
 // makeTree writes the benchmark tree: 5,000 files of 1–40 KB in 50
 // directories and 5 files of 20 MB, random bytes.
-func makeTree(root string) (int64, int, error) {
-	rng := rand.New(rand.NewPCG(1, 2))
+func makeTree(root string, seed uint64) (int64, int, error) {
+	rng := rand.New(rand.NewPCG(1, 2+seed))
 	var total int64
 	n := 0
 	write := func(p string, size int) error {
