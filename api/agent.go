@@ -43,8 +43,9 @@ type AgentConfig struct {
 	// local provider) each see their own /data.
 	PrivateMounts bool `json:"private_mounts,omitempty"`
 	// ChunkDir is the node's chunk store (code sync); empty means
-	// ~/.sky/chunks. Nodes that share a machine (the local provider) share
-	// one, so a chunk lands on the machine once, not once per node.
+	// ~/.sky/chunks. Nodes on the coordinator's machine (the local
+	// provider) use the coordinator's store, shared with it and each
+	// other, so a chunk is on the machine once, not once per node.
 	ChunkDir string `json:"chunk_dir,omitempty"`
 	// Gossip: the cluster's agents form a memberlist cluster on
 	// GossipBind (IP:GossipPort), encrypted with GossipKey (base64, 32

@@ -28,11 +28,12 @@ type privateMounter interface {
 	PrivateFileMounts() bool
 }
 
-// chunkSharer is the optional provider capability of one chunk store for
-// the nodes of a cluster that share a machine (local nodes): its
-// directory, as the nodes see it.
-type chunkSharer interface {
-	SharedChunkDir(cluster string) string
+// coordinatorMachine is the optional provider capability of saying that
+// its nodes run on the coordinator's own machine (local nodes). They then
+// use the coordinator's chunk store as theirs: synced code is on the
+// machine once, as uploaded, and no node fetches it.
+type coordinatorMachine interface {
+	OnCoordinatorMachine() bool
 }
 
 // Offerer is the optional provider capability of listing what it offers

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -226,8 +227,10 @@ func (s *Server) bootstrapNode(ctx context.Context, c *api.Cluster, conn Connect
 	if pm, ok := conn.(privateMounter); ok {
 		cfg.PrivateMounts = pm.PrivateFileMounts()
 	}
-	if cs, ok := conn.(chunkSharer); ok {
-		cfg.ChunkDir = cs.SharedChunkDir(c.Name)
+	if cm, ok := conn.(coordinatorMachine); ok && cm.OnCoordinatorMachine() {
+		if dir, err := filepath.Abs(s.chunks.Dir()); err == nil {
+			cfg.ChunkDir = dir
+		}
 	}
 	_, err = bootstrap.Ensure(ctx, t, bootstrap.Node{
 		Name:          fmt.Sprintf("node %d (%s)", in.Index, in.IP),

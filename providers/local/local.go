@@ -76,12 +76,10 @@ func (p *Provider) Marker(cluster string, index int) string {
 	return p.NodeHome(cluster, index)
 }
 
-// SharedChunkDir is the chunk store the cluster's nodes share: they are
-// on this machine, so a chunk of synced code is stored here once for all
-// of them. It goes with the cluster at Terminate.
-func (p *Provider) SharedChunkDir(cluster string) string {
-	return filepath.Join(p.clusterDir(cluster), "chunks")
-}
+// OnCoordinatorMachine reports that local nodes run on the coordinator's
+// machine: they share its chunk store, so synced code is stored here
+// once, however many nodes there are.
+func (p *Provider) OnCoordinatorMachine() bool { return true }
 
 // PrivateFileMounts reports whether local nodes get a private view of
 // file_mounts destinations outside their home: each job process runs in a
