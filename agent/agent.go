@@ -155,7 +155,7 @@ func New(cfg api.AgentConfig, opts Options) (*Agent, error) {
 		// off) must not hang a sync: the next source is tried.
 		ResponseHeaderTimeout: 15 * time.Second,
 	}
-	a.chunkClient = &http.Client{Transport: bearer{token: cfg.Token, next: tr}}
+	a.chunkClient = &http.Client{Transport: api.TokenTransport{Token: cfg.Token, Next: tr}}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	return a, nil
 }
@@ -174,9 +174,9 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/shutdown", a.handleShutdown)
 	mux.HandleFunc("GET /v1/shell", a.handleShell)
 	mux.Handle("/v1/chunks/", http.StripPrefix("/v1/chunks", transfer.ChunkHandler(a.chunks, transfer.HandlerOptions{})))
-	want := []byte("Bearer " + a.cfg.Token)
+	want := []byte(a.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		if len(want) == 0 || subtle.ConstantTimeCompare([]byte(api.RequestToken(r)), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sky-agent"`)
 			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"))
 			return
@@ -299,16 +299,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, api.Error{Error: err.Error()})
-}
-
-// bearer adds the node's token to every request.
-type bearer struct {
-	token string
-	next  http.RoundTripper
-}
-
-func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	return b.next.RoundTrip(r)
 }

@@ -155,7 +155,7 @@ func TestExecCancelledRequestKillsProcess(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.agents[0].url+"/v1/node/exec", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	api.SetToken(req, c.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

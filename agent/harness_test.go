@@ -283,7 +283,7 @@ func (c *testCluster) do(i int, method, path string, body any) *http.Response {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	api.SetToken(req, c.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, path, err)

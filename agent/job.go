@@ -214,7 +214,7 @@ func (a *Agent) postEvent(url string, body []byte) (retry bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	req.Header.Set("Authorization", "Bearer "+a.cfg.Token)
+	api.SetToken(req, a.cfg.Token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.client.Do(req)
 	if err != nil {

@@ -66,7 +66,7 @@ func (r remoteNode) post(ctx context.Context, path string, body any) (*http.Resp
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+r.a.cfg.Token)
+	api.SetToken(req, r.a.cfg.Token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := r.a.client.Do(req)
 	if err != nil {

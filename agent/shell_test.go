@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sky-coord/sky-coord/api"
 	"github.com/sky-coord/sky-coord/procscan"
 	"github.com/sky-coord/sky-coord/ptystream"
 )
@@ -22,7 +23,7 @@ func openShell(t *testing.T, c *testCluster, q url.Values) *ptystream.Conn {
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequest(http.MethodGet, ta.url+"/v1/shell?"+q.Encode(), nil)
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	api.SetToken(req, c.token)
 	s, err := ptystream.Dial(conn, req)
 	if err != nil {
 		t.Fatal(err)

@@ -255,7 +255,7 @@ func agentHealth(ctx context.Context, c *http.Client, addr, token string) (*api.
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	api.SetToken(req, token)
 	resp, err := c.Do(req)
 	if err != nil {
 		return nil, err

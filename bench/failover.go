@@ -135,7 +135,7 @@ func (rs *benchReplicas) get(addr, path string, out any) error {
 		tok, _ := os.ReadFile(filepath.Join(rs.home, "token"))
 		rs.token = strings.TrimSpace(string(tok))
 	}
-	req.Header.Set("Authorization", "Bearer "+rs.token)
+	api.SetToken(req, rs.token)
 	c := &http.Client{Timeout: time.Second}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -212,7 +212,7 @@ func (rs *benchReplicas) write() bool {
 			continue
 		}
 		req, _ := http.NewRequest(http.MethodPost, "http://"+a+"/v1/clusters/bench-nothing/cancel", strings.NewReader(`{"all":true}`))
-		req.Header.Set("Authorization", "Bearer "+rs.token)
+		api.SetToken(req, rs.token)
 		req.Header.Set("Content-Type", "application/json")
 		c := &http.Client{Timeout: time.Second}
 		resp, err := c.Do(req)

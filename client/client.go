@@ -52,7 +52,7 @@ func (c *Client) request(ctx context.Context, method, path string, body io.Reade
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	api.SetToken(req, c.token)
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
@@ -114,19 +114,7 @@ func (c *Client) Chunks() *transfer.HTTPStore {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
 	tr.MaxIdleConnsPerHost = 16
-	return transfer.HTTPSource(c.base+"/v1/chunks", &http.Client{Transport: bearerTransport{token: c.token, next: tr}})
-}
-
-// bearerTransport adds the API token to every request.
-type bearerTransport struct {
-	token string
-	next  http.RoundTripper
-}
-
-func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	return b.next.RoundTrip(r)
+	return transfer.HTTPSource(c.base+"/v1/chunks", &http.Client{Transport: api.TokenTransport{Token: c.token, Next: tr}})
 }
 
 // Launch creates or reuses a cluster and queues the task on it.
@@ -256,7 +244,7 @@ func (c *Client) Shell(ctx context.Context, cluster string, o ShellOptions) (*pt
 		conn.Close()
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	api.SetToken(req, c.token)
 	s, err := ptystream.Dial(conn, req)
 	if err != nil {
 		conn.Close()

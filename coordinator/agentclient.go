@@ -58,7 +58,7 @@ func (a *agentClient) do(ctx context.Context, method, addr, token, path string, 
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	api.SetToken(req, token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -129,7 +129,7 @@ func (a *agentClient) log(ctx context.Context, addr, token string, id int64, fol
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	api.SetToken(req, token)
 	resp, err := a.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: %w", addr, err)

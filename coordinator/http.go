@@ -57,17 +57,13 @@ func (s *Server) routes() http.Handler {
 	return mux
 }
 
-func bearer(r *http.Request) string {
-	return strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-}
-
 func tokenEqual(a, b string) bool {
 	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
 func (s *Server) requireUser(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !tokenEqual(bearer(r), s.cfg.Token) {
+		if !tokenEqual(api.RequestToken(r), s.cfg.Token) {
 			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong API token; the CLI reads it from $SKY_COORD_HOME/token"))
 			return
 		}
@@ -78,7 +74,7 @@ func (s *Server) requireUser(h http.Handler) http.Handler {
 // agentAuthorized accepts the user token or the token of a live cluster
 // (any cluster when cluster is empty).
 func (s *Server) agentAuthorized(r *http.Request, cluster string) bool {
-	tok := bearer(r)
+	tok := api.RequestToken(r)
 	if tokenEqual(tok, s.cfg.Token) {
 		return true
 	}
@@ -155,7 +151,7 @@ func (s *Server) handleShutdown(w http.ResponseWriter, r *http.Request) {
 func (s *Server) chunkHandler() http.Handler {
 	h := http.StripPrefix("/v1/chunks", transfer.ChunkHandler(s.chunks, transfer.HandlerOptions{AllowPut: true}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user := tokenEqual(bearer(r), s.cfg.Token)
+		user := tokenEqual(api.RequestToken(r), s.cfg.Token)
 		write := r.Method == http.MethodPut || strings.HasSuffix(r.URL.Path, "/put")
 		if !user && (write || !s.agentAuthorized(r, "")) {
 			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong token"))

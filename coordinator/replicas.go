@@ -269,7 +269,7 @@ func (s *Server) peerCall(ctx context.Context, hc *http.Client, addr, method, pa
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
+	api.SetToken(req, s.cfg.Token)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return err

@@ -60,7 +60,7 @@ func (s *Server) handleShell(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	req.Header.Set("Authorization", "Bearer "+s.agentToken(c.Name, c.Incarnation))
+	api.SetToken(req, s.agentToken(c.Name, c.Incarnation))
 	up, err := ptystream.Dial(conn, req)
 	if err != nil {
 		conn.Close()

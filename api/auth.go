@@ -1,0 +1,35 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+)
+
+// Every sky-coord API, the coordinator's and the agents', takes its token
+// as "Authorization: Bearer TOKEN".
+
+// SetToken authenticates req with token.
+func SetToken(req *http.Request, token string) {
+	req.Header.Set("Authorization", "Bearer "+token)
+}
+
+// RequestToken returns the token r carries; "" when it carries none.
+func RequestToken(r *http.Request) string {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return ""
+	}
+	return token
+}
+
+// TokenTransport adds Token to every request before Next sends it.
+type TokenTransport struct {
+	Token string
+	Next  http.RoundTripper
+}
+
+func (t TokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	SetToken(r, t.Token)
+	return t.Next.RoundTrip(r)
+}
