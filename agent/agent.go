@@ -68,10 +68,14 @@ type Agent struct {
 	killed  map[int64]time.Time     // jobs killed on this node, by when
 	closing bool
 
-	// chunks is this node's chunk store (~/.sky/chunks); chunkClient
-	// reaches other agents' and the coordinator's with this node's token.
+	// chunks is this node's chunk store (~/.sky/chunks, or
+	// AgentConfig.ChunkDir); chunkClient reaches other agents' and the
+	// coordinator's with this node's token. syncMu makes this node's
+	// syncs one at a time, so pruning the store after one cannot take
+	// chunks from under another.
 	chunks      *transfer.DiskStore
 	chunkClient *http.Client
+	syncMu      sync.Mutex
 
 	// goodCoord indexes coordinators(): the replica that last took a
 	// report.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/transfer"
 )
 
 // dumpVars writes the named variables, one "K=V" a line, to ~/<file>.
@@ -362,6 +364,27 @@ func TestSyncBlobs(t *testing.T) {
 		want := "hello\na file mount\nfrom ~/data\ncfg\nhello.txt\nstale\n"
 		if diff := cmp.Diff(want, ta.readLog(t, "sky_logs/6-test/tasks/"+logName)); diff != "" {
 			t.Errorf("node %d output (-want +got):\n%s", i, diff)
+		}
+	}
+
+	// A new version of the workdir alone: each node's own store keeps
+	// what it holds and drops the chunks only the earlier trees needed.
+	workdir2 := pack(map[string]string{"hello.txt": "hello again\n"})
+	j = c.job(7, "", "cat hello.txt")
+	j.Blobs = []api.BlobRef{{Digest: workdir2, Dest: "~/sky_workdir"}}
+	c.submit(j)
+	if evs := c.waitEnd(7); evs[len(evs)-1].Status != api.JobSucceeded {
+		t.Fatalf("job 7: %+v", evs)
+	}
+	oldData := transfer.HashChunk([]byte("from ~/data\n"))
+	newHello := transfer.HashChunk([]byte("hello again\n"))
+	for i, ta := range c.agents {
+		missing, err := ta.a.chunks.Missing(context.Background(), []transfer.ChunkID{oldData, newHello})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(missing) != 1 || missing[0] != oldData {
+			t.Errorf("node %d: store misses %v; want only ~/data's old chunk gone, the new workdir's kept", i, missing)
 		}
 	}
 

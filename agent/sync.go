@@ -36,6 +36,8 @@ func (a *Agent) handleSync(w http.ResponseWriter, r *http.Request) {
 // tree into place, parents before children (so a file mount inside the
 // workdir survives the workdir's update).
 func (a *Agent) syncBlobs(ctx context.Context, req api.NodeSyncRequest) error {
+	a.syncMu.Lock()
+	defer a.syncMu.Unlock()
 	blobs := req.Blobs
 	workdir := filepath.Join(a.cfg.Home, "sky_workdir")
 	if err := os.MkdirAll(workdir, 0o755); err != nil {
@@ -66,8 +68,9 @@ func (a *Agent) syncBlobs(ctx context.Context, req api.NodeSyncRequest) error {
 	slices.SortStableFunc(items, func(x, y item) int {
 		return strings.Count(x.dest, string(filepath.Separator)) - strings.Count(y.dest, string(filepath.Separator))
 	})
+	keep := make(map[transfer.ChunkID]bool)
 	for _, it := range items {
-		if err := a.syncManifest(ctx, req, it.ref, it.dest); err != nil {
+		if err := a.syncManifest(ctx, req, it.ref, it.dest, keep); err != nil {
 			return err
 		}
 		if it.private != "" {
@@ -76,7 +79,30 @@ func (a *Agent) syncBlobs(ctx context.Context, req api.NodeSyncRequest) error {
 			}
 		}
 	}
+	if len(items) > 0 {
+		a.pruneChunks(ctx, keep)
+	}
 	return a.putMounts(ctx, req.Mounts, req.MountEnv)
+}
+
+// pruneChunks bounds a node's own chunk store after a sync: it keeps the
+// packs holding a chunk of the trees just synced (keep), and removes the
+// rest, what earlier versions of the code needed. A store shared with the
+// coordinator (AgentConfig.ChunkDir) is the coordinator's to keep. A peer
+// still fetching an older version from this node finds a chunk gone and
+// asks another source.
+func (a *Agent) pruneChunks(ctx context.Context, keep map[transfer.ChunkID]bool) {
+	if a.cfg.ChunkDir != "" {
+		return
+	}
+	n, err := a.chunks.Retain(ctx, func(id transfer.ChunkID) bool { return keep[id] })
+	if err != nil {
+		a.log.Warn("prune the chunk store", "err", err)
+		return
+	}
+	if n > 0 {
+		a.log.Info("pruned the chunk store", "chunks", n)
+	}
 }
 
 // resolveDest maps a BlobRef's Dest to a path on this node: "~" and "~/x"
@@ -111,8 +137,9 @@ func (a *Agent) chunkSource(base string) *transfer.HTTPStore {
 // the manifest, works out which chunks dest lacks, pulls them from the
 // origins and peers (all of them, when this node is an origin for
 // others), and applies the manifest atomically. Files jobs wrote there are
-// kept, as SkyPilot's rsync (no --delete) keeps them.
-func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref api.BlobRef, dest string) error {
+// kept, as SkyPilot's rsync (no --delete) keeps them. The manifest's
+// chunks, and the manifest itself, are added to keep.
+func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref api.BlobRef, dest string, keep map[transfer.ChunkID]bool) error {
 	start := time.Now()
 	id, err := transfer.ParseChunkID(ref.Digest)
 	if err != nil {
@@ -128,6 +155,10 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	m, err := transfer.FetchManifest(ctx, id, a.chunks, origins...)
 	if err != nil {
 		return fmt.Errorf("manifest %.12s for %s: %w", ref.Digest, ref.Dest, err)
+	}
+	keep[id] = true
+	for _, c := range m.Chunks() {
+		keep[c.ID] = true
 	}
 	tManifest := time.Now()
 	sum := sha256.Sum256([]byte(dest))
