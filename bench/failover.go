@@ -2,18 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/testenv"
 )
 
 // failoverBench measures issue 8's headline: three replicas, the leader
@@ -25,13 +22,6 @@ type failoverBench struct {
 	trials int
 }
 
-type benchReplicas struct {
-	bin, home string
-	addrs     []string
-	procs     []*exec.Cmd
-	token     string
-}
-
 func (fb *failoverBench) run(ctx context.Context) string {
 	var b strings.Builder
 	b.WriteString("## Coordinator failover: leader SIGKILL → writes served again (3 replicas)\n\n")
@@ -39,54 +29,54 @@ func (fb *failoverBench) run(ctx context.Context) string {
 	if err != nil {
 		die(err)
 	}
-	rs := &benchReplicas{bin: fb.bin, home: home, procs: make([]*exec.Cmd, 3)}
+	rs, err := testenv.NewReplicas(filepath.Join(fb.bin, "sky-coord"), home, 3)
+	if err != nil {
+		die(err)
+	}
 	atCleanup(func() {
-		for i := range rs.procs {
-			rs.kill(i)
+		for i := range rs.Procs {
+			rs.Kill(i)
 		}
 		_ = os.RemoveAll(home)
 	})
-	for len(rs.addrs) < 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+	for i := range 3 {
+		if err := rs.Start(i); err != nil {
 			die(err)
 		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		l2.Close()
-		rs.addrs = append(rs.addrs, fmt.Sprintf("127.0.0.1:%d", p))
 	}
-	for i := range 3 {
-		rs.start(i)
-	}
-	if !rs.waitLeader(30 * time.Second) {
+	if !waitUntil(30*time.Second, func() bool { return rs.LeaderIn(rs.Members()) >= 0 }) {
 		markFailed()
 		b.WriteString("**Failed**: the replicas elected no leader within 30 s.\n\n")
 		return b.String()
 	}
-	tok, _ := os.ReadFile(filepath.Join(home, "token"))
-	rs.token = strings.TrimSpace(string(tok))
+	token := rs.Token()
 	var lat []time.Duration
 	for trial := 0; trial < fb.trials && ctx.Err() == nil; trial++ {
-		old := rs.leaderIndex()
+		old := rs.LeaderIn(rs.Members())
 		if old < 0 {
 			break
 		}
 		start := time.Now()
-		rs.kill(old)
+		rs.Kill(old)
 		for time.Since(start) < 30*time.Second {
-			if rs.write() {
+			if write(rs, token) {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		lat = append(lat, time.Since(start))
-		rs.start(old)
-		if !rs.waitMembers(30 * time.Second) {
+		if err := rs.Start(old); err != nil {
+			die(err)
+		}
+		// Every replica answers and one leads.
+		if !waitUntil(30*time.Second, func() bool {
+			for i := range rs.Addrs {
+				if rs.MembersOf(i) == nil {
+					return false
+				}
+			}
+			return rs.LeaderIn(rs.Members()) >= 0
+		}) {
 			break
 		}
 	}
@@ -110,93 +100,11 @@ func (fb *failoverBench) run(ctx context.Context) string {
 	return b.String()
 }
 
-func (rs *benchReplicas) start(i int) {
-	cmd := exec.Command(filepath.Join(rs.bin, "sky-coord"), "server", "--data-dir", filepath.Join(rs.home, fmt.Sprintf("r%d", i)),
-		"--bind", rs.addrs[i], "--join", strings.Join(rs.addrs, ","), "--bootstrap-expect", "3",
-		"--token-file", filepath.Join(rs.home, "token"))
-	cmd.Env = append(os.Environ(), "SKY_COORD_HOME="+rs.home)
-	if err := cmd.Start(); err != nil {
-		die(err)
-	}
-	rs.procs[i] = cmd
-}
-
-func (rs *benchReplicas) kill(i int) {
-	if p := rs.procs[i]; p != nil {
-		_ = p.Process.Signal(syscall.SIGKILL)
-		_ = p.Wait()
-		rs.procs[i] = nil
-	}
-}
-
-func (rs *benchReplicas) get(addr, path string, out any) error {
-	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
-	if rs.token == "" {
-		tok, _ := os.ReadFile(filepath.Join(rs.home, "token"))
-		rs.token = strings.TrimSpace(string(tok))
-	}
-	api.SetToken(req, rs.token)
-	c := &http.Client{Timeout: time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s", resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
-}
-
-func (rs *benchReplicas) members() []api.Member {
-	for i, a := range rs.addrs {
-		if rs.procs[i] == nil {
-			continue
-		}
-		var ms []api.Member
-		if rs.get(a, "/v1/cluster/members", &ms) == nil {
-			return ms
-		}
-	}
-	return nil
-}
-
-func (rs *benchReplicas) leaderIndex() int {
-	for _, m := range rs.members() {
-		if m.Leader {
-			for i, a := range rs.addrs {
-				if a == m.ID && rs.procs[i] != nil {
-					return i
-				}
-			}
-		}
-	}
-	return -1
-}
-
-func (rs *benchReplicas) waitLeader(d time.Duration) bool {
+// waitUntil polls cond every 50 ms until it holds (true) or d passes.
+func waitUntil(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		if rs.leaderIndex() >= 0 {
-			return true
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return false
-}
-
-// waitMembers waits until every replica answers and one leads.
-func (rs *benchReplicas) waitMembers(d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		up := 0
-		for i, a := range rs.addrs {
-			var ms []api.Member
-			if rs.procs[i] != nil && rs.get(a, "/v1/cluster/members", &ms) == nil {
-				up++
-			}
-		}
-		if up == 3 && rs.leaderIndex() >= 0 {
+		if cond() {
 			return true
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -206,13 +114,13 @@ func (rs *benchReplicas) waitMembers(d time.Duration) bool {
 
 // write commits one entry through any live replica: a cancel on a cluster
 // that does not exist is applied through the log and answers 404.
-func (rs *benchReplicas) write() bool {
-	for i, a := range rs.addrs {
-		if rs.procs[i] == nil {
+func write(rs *testenv.Replicas, token string) bool {
+	for i, a := range rs.Addrs {
+		if rs.Procs[i] == nil {
 			continue
 		}
 		req, _ := http.NewRequest(http.MethodPost, "http://"+a+"/v1/clusters/bench-nothing/cancel", strings.NewReader(`{"all":true}`))
-		api.SetToken(req, rs.token)
+		api.SetToken(req, token)
 		req.Header.Set("Content-Type", "application/json")
 		c := &http.Client{Timeout: time.Second}
 		resp, err := c.Do(req)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,60 +15,22 @@ import (
 	"github.com/sky-coord/sky-coord/testenv"
 )
 
-// replicaPorts finds n API ports whose next port (Raft's) is free too.
-func replicaPorts(t *testing.T, n int) []int {
-	t.Helper()
-	var out []int
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		l2.Close()
-		out = append(out, p)
-	}
-	return out
-}
-
+// replicaSet is three replicas for one test's CLI.
 type replicaSet struct {
-	t     *testing.T
-	cli   *testenv.CLI
-	addrs []string
-	procs []*exec.Cmd
-	env   []string
+	*testenv.Replicas
+	t   *testing.T
+	cli *testenv.CLI
 }
 
 func (rs *replicaSet) start(i int) {
 	rs.t.Helper()
-	cmd := exec.Command(rs.cli.Bin, "server", "--data-dir", filepath.Join(rs.cli.Home, fmt.Sprintf("replica-%d", i)),
-		"--bind", rs.addrs[i], "--join", strings.Join(rs.addrs, ","), "--bootstrap-expect", "3",
-		"--token-file", filepath.Join(rs.cli.Home, "token"))
-	cmd.Env = append(append(os.Environ(), "SKY_COORD_HOME="+rs.cli.Home), rs.env...)
-	logf, err := os.OpenFile(filepath.Join(rs.cli.Home, fmt.Sprintf("replica-%d.log", i)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
+	if err := rs.Start(i); err != nil {
 		rs.t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		rs.t.Fatal(err)
-	}
-	rs.procs[i] = cmd
-}
-
-func (rs *replicaSet) kill(i int) {
-	if p := rs.procs[i]; p != nil {
-		_ = p.Process.Signal(syscall.SIGKILL)
-		_ = p.Wait()
-		rs.procs[i] = nil
 	}
 }
 
+// members reads the membership through the CLI (`server members -o
+// json`), from any replica SKY_COORD_ADDR names.
 func (rs *replicaSet) members() []api.Member {
 	res := rs.cli.Run("server", "members", "-o", "json")
 	var ms []api.Member
@@ -77,18 +38,7 @@ func (rs *replicaSet) members() []api.Member {
 	return ms
 }
 
-func (rs *replicaSet) leader() int {
-	for _, m := range rs.members() {
-		if m.Leader {
-			for i, a := range rs.addrs {
-				if a == m.ID && rs.procs[i] != nil {
-					return i
-				}
-			}
-		}
-	}
-	return -1
-}
+func (rs *replicaSet) leader() int { return rs.LeaderIn(rs.members()) }
 
 // TestThreeReplicasSurviveTheirLeader runs three `sky-coord server`
 // replicas: they elect a leader; a job keeps running and its result is
@@ -97,25 +47,7 @@ func (rs *replicaSet) leader() int {
 // restart of all three from disk keeps the state.
 func TestThreeReplicasSurviveTheirLeader(t *testing.T) {
 	cli := testenv.NewCLI(t)
-	ports := replicaPorts(t, 3)
-	rs := &replicaSet{t: t, cli: cli, procs: make([]*exec.Cmd, 3)}
-	for _, p := range ports {
-		rs.addrs = append(rs.addrs, fmt.Sprintf("127.0.0.1:%d", p))
-	}
-	cli.Env = []string{"SKY_COORD_ADDR=" + strings.Join(rs.addrs, ",")}
-	for i := range 3 {
-		rs.start(i)
-	}
-	t.Cleanup(func() {
-		cli.Run("down", "-a", "-y")
-		for i := range 3 {
-			rs.kill(i)
-		}
-	})
-	testenv.Eventually(t, 30*time.Second, "a leader among 3 replicas", func() bool {
-		ms := rs.members()
-		return len(ms) == 3 && rs.leader() >= 0
-	})
+	rs := newReplicaSet(t, cli)
 	cli.WriteFile("long.yaml", "num_nodes: 2\nrun: echo start $SKYPILOT_NODE_RANK; sleep 3; echo done $SKYPILOT_NODE_RANK\n")
 	cli.WriteFile("short.yaml", "num_nodes: 2\nrun: echo short $SKYPILOT_NODE_RANK\n")
 	if res := cli.Run("launch", "-y", "-d", "-c", "ha", "long.yaml"); res.Code != 0 {
@@ -126,7 +58,7 @@ func TestThreeReplicasSurviveTheirLeader(t *testing.T) {
 	})
 	old := rs.leader()
 	killed := time.Now()
-	rs.kill(old)
+	rs.Kill(old)
 	testenv.Eventually(t, 10*time.Second, "a new leader", func() bool { return rs.leader() >= 0 })
 	t.Logf("new leader after %s", time.Since(killed).Round(time.Millisecond))
 	res := cli.Run("exec", "ha", "short.yaml")
@@ -149,7 +81,7 @@ func TestThreeReplicasSurviveTheirLeader(t *testing.T) {
 
 	// Stop all three and start them again from disk: same state.
 	for i := range 3 {
-		rs.kill(i)
+		rs.Kill(i)
 	}
 	for i := range 3 {
 		rs.start(i)
@@ -187,18 +119,19 @@ func TestThreeReplicasSurviveTheirLeader(t *testing.T) {
 // leader; they are killed at cleanup after every cluster is down.
 func newReplicaSet(t *testing.T, cli *testenv.CLI, env ...string) *replicaSet {
 	t.Helper()
-	rs := &replicaSet{t: t, cli: cli, procs: make([]*exec.Cmd, 3), env: env}
-	for _, p := range replicaPorts(t, 3) {
-		rs.addrs = append(rs.addrs, fmt.Sprintf("127.0.0.1:%d", p))
+	r, err := testenv.NewReplicas(cli.Bin, cli.Home, 3, env...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	cli.Env = []string{"SKY_COORD_ADDR=" + strings.Join(rs.addrs, ",")}
+	rs := &replicaSet{Replicas: r, t: t, cli: cli}
+	cli.Env = []string{"SKY_COORD_ADDR=" + strings.Join(rs.Addrs, ",")}
 	for i := range 3 {
 		rs.start(i)
 	}
 	t.Cleanup(func() {
 		cli.Run("down", "-a", "-y")
 		for i := range 3 {
-			rs.kill(i)
+			rs.Kill(i)
 		}
 	})
 	testenv.Eventually(t, 30*time.Second, "a leader among 3 replicas", func() bool {
@@ -210,7 +143,7 @@ func newReplicaSet(t *testing.T, cli *testenv.CLI, env ...string) *replicaSet {
 // statusOn reads a cluster's status from one replica only.
 func (rs *replicaSet) statusOn(i int, cluster string) string {
 	c := exec.Command(rs.cli.Bin, "status", "-o", "json", cluster)
-	c.Env = append(os.Environ(), "SKY_COORD_HOME="+rs.cli.Home, "SKY_COORD_ADDR="+rs.addrs[i])
+	c.Env = append(os.Environ(), "SKY_COORD_HOME="+rs.cli.Home, "SKY_COORD_ADDR="+rs.Addrs[i])
 	out, err := c.Output()
 	if err != nil {
 		return ""
@@ -269,14 +202,14 @@ func TestLeaderKilledAtEachLaunchStep(t *testing.T) {
 					return len(cs) == 1 && strings.Contains(cs[0].LastEvent, st.waitFor)
 				})
 			}
-			rs.kill(rs.leader())
+			rs.Kill(rs.leader())
 			testenv.Eventually(t, 60*time.Second, "job 1 SUCCEEDED", func() bool {
 				var jobs []api.Job
 				_ = json.Unmarshal([]byte(cli.Run("queue", "mid", "-o", "json").Stdout), &jobs)
 				return len(jobs) == 1 && jobs[0].Status == api.JobSucceeded
 			})
 			for i := range 3 {
-				if rs.procs[i] == nil {
+				if rs.Procs[i] == nil {
 					continue
 				}
 				testenv.Eventually(t, 10*time.Second, fmt.Sprintf("replica %d to report the cluster UP", i), func() bool {
@@ -306,24 +239,24 @@ func TestCutOffReplicaCatchesUp(t *testing.T) {
 	// Freeze the follower with the lowest address: agents report to it
 	// first, the worst case.
 	follower := -1
-	for i, a := range rs.addrs {
-		if i != leader && (follower < 0 || a < rs.addrs[follower]) {
+	for i, a := range rs.Addrs {
+		if i != leader && (follower < 0 || a < rs.Addrs[follower]) {
 			follower = i
 		}
 	}
-	if err := rs.procs[follower].Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := rs.Procs[follower].Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	thawed := false
 	thaw := func() {
 		if !thawed {
 			thawed = true
-			_ = rs.procs[follower].Process.Signal(syscall.SIGCONT)
+			_ = rs.Procs[follower].Process.Signal(syscall.SIGCONT)
 		}
 	}
 	t.Cleanup(thaw)
 	other := 3 - leader - follower
-	cli.Env = []string{"SKY_COORD_ADDR=" + rs.addrs[leader] + "," + rs.addrs[other]}
+	cli.Env = []string{"SKY_COORD_ADDR=" + rs.Addrs[leader] + "," + rs.Addrs[other]}
 	cli.WriteFile("one.yaml", "run: echo while one replica was cut off\n")
 	if res := cli.Run("launch", "-y", "-c", "cut", "one.yaml"); res.Code != 0 {
 		t.Fatalf("launch with one replica cut off: exit %d", res.Code)
@@ -332,7 +265,7 @@ func TestCutOffReplicaCatchesUp(t *testing.T) {
 	testenv.Eventually(t, 20*time.Second, "the healed replica to catch up", func() bool {
 		return rs.statusOn(follower, "cut") == string(api.ClusterUp)
 	})
-	cli.Env = []string{"SKY_COORD_ADDR=" + strings.Join(rs.addrs, ",")}
+	cli.Env = []string{"SKY_COORD_ADDR=" + strings.Join(rs.Addrs, ",")}
 }
 
 // localInstances counts the local provider's instances of a cluster: its

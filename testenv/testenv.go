@@ -1,6 +1,7 @@
 // Package testenv holds what tests need to run sky-coord for real: the
 // binaries built once per test process, a CLI runner with its own
-// SKY_COORD_HOME, and process inspection. Only tests import it.
+// SKY_COORD_HOME, replicated coordinators as processes, and process
+// inspection. Only tests and the benchmarks import it.
 package testenv
 
 import (
