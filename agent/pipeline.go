@@ -168,8 +168,8 @@ func (a *Agent) event(spec api.AgentJob, s api.JobStatus) api.JobEvent {
 // So the coordinator sends each chunk once and the head about once. When
 // the nodes share one chunk store (nodes on one machine), the head only
 // fetches first; then every node, the head too, writes its copy at once.
-// The first failure names its node. A line in the job's log says how long
-// it took.
+// Each failure names its node. A line in the job's log says how long it
+// took.
 func (a *Agent) syncAll(j *job) error {
 	spec := j.spec
 	start := time.Now()
