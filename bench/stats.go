@@ -60,3 +60,29 @@ func list(d []time.Duration, f func(time.Duration) string) string {
 	}
 	return out
 }
+
+// medianFloat is the middle value of xs (the mean of the two middle ones
+// for an even count).
+func medianFloat(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// floats renders writes-per-second figures as "a, b, c".
+func floats(xs []float64) string {
+	out := ""
+	for i, x := range xs {
+		if i > 0 {
+			out += ", "
+		}
+		out += fmt.Sprintf("%.0f", x)
+	}
+	return out
+}
