@@ -18,7 +18,8 @@ const mod = "github.com/sky-coord/sky-coord/"
 // not listed (cmd/*, testenv, e2e, archtest, examples) may import anything.
 // Beyond DESIGN.md: transfer (workdir archives, shared by client and
 // agent) and procscan (finding a node's processes by their environment
-// marker, shared by agent and the local provider) and ptystream (the
+// marker, shared by agent and the local provider; and the mount points a
+// process sees, shared by mounts and the local provider) and ptystream (the
 // framing of `sky-coord ssh` sessions, shared by agent, coordinator and
 // client) are stdlib-only L0
 // packages, and bootstrap and providers/* may use api for the agent's wire
@@ -33,7 +34,7 @@ var allowed = map[string][]string{
 	"api":               {"spec"},
 	"providers":         {"spec", "catalog"},
 	"bootstrap":         {"api", "spec"},
-	"mounts":            {"spec"},
+	"mounts":            {"spec", "procscan"},
 	"coordinator/state": {"spec", "api"},
 	"coordinator/fsm":   {"coordinator/state", "api", "spec"},
 	"providers/local":   {"providers", "bootstrap", "api", "spec", "procscan", "catalog"},
