@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -230,5 +231,51 @@ func TestApplyNewDirectoriesInPlace(t *testing.T) {
 		if strings.HasPrefix(e.Name(), stagePrefix) {
 			t.Errorf("staging directory %s left behind", e.Name())
 		}
+	}
+}
+
+// A tree put in place another way (here: copied) and adopted is synced
+// afterwards like one Apply wrote: files that left the source go while
+// unchanged, a file a job changed stays, and a mismatch is refused.
+func TestAdopt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tmp := t.TempDir()
+	src, built, dst := filepath.Join(tmp, "src"), filepath.Join(tmp, "built"), filepath.Join(tmp, "dst")
+	mustNo(t, os.MkdirAll(filepath.Join(src, "d"), 0o755))
+	mustNo(t, osWriteFile(src, "d/gone", "leaves the source"))
+	mustNo(t, osWriteFile(src, "d/edited", "the job edits this"))
+	mustNo(t, osWriteFile(src, "stays", "stays"))
+	store := newMemStore()
+	tree, err := BuildManifest(ctx, src, BuildOptions{})
+	mustNo(t, err)
+	_, _, err = Upload(ctx, &tree.Manifest, tree, store, UploadOptions{})
+	mustNo(t, err)
+	_, err = Apply(ctx, &tree.Manifest, store, built, ApplyOptions{StateFile: built + ".state"})
+	mustNo(t, err)
+	mustNo(t, exec.Command("cp", "-a", built, dst).Run())
+	state := filepath.Join(tmp, "dst.state")
+	mustNo(t, Adopt(&tree.Manifest, dst, ApplyOptions{StateFile: state}))
+
+	mustNo(t, os.WriteFile(filepath.Join(dst, "d", "edited"), []byte("the job's version"), 0o644))
+	mustNo(t, os.Remove(filepath.Join(src, "d", "gone")))
+	mustNo(t, os.Remove(filepath.Join(src, "d", "edited")))
+	tree, err = BuildManifest(ctx, src, BuildOptions{})
+	mustNo(t, err)
+	st, err := Apply(ctx, &tree.Manifest, store, dst, ApplyOptions{StateFile: state})
+	mustNo(t, err)
+	if st.Deleted != 1 || st.Kept != 1 || st.Written != 0 {
+		t.Errorf("stats = %+v, want 1 deleted (d/gone), 1 kept (d/edited), none written", st)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "d", "gone")); !os.IsNotExist(err) {
+		t.Errorf("d/gone: %v, want it removed", err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dst, "d", "edited")); string(data) != "the job's version" {
+		t.Errorf("d/edited = %q, want the job's version kept", data)
+	}
+
+	mustNo(t, os.WriteFile(filepath.Join(dst, "stays"), []byte("not what the source has"), 0o644))
+	if err := Adopt(&tree.Manifest, dst, ApplyOptions{StateFile: state}); err == nil || !strings.Contains(err.Error(), "stays") {
+		t.Errorf("Adopt of a tree that differs: %v, want an error naming stays", err)
 	}
 }

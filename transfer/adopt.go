@@ -1,0 +1,60 @@
+package transfer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Adopt records that the directory dst holds the tree m describes,
+// exactly as Apply would have left it, though it came another way (a
+// copy-on-write view of a copy Apply wrote elsewhere). It checks every
+// entry first: type, and for files size, mode and mtime; for links their
+// target. From then on dst is synced like any directory Apply wrote:
+// what Adopt recorded is sky-coord's to update or remove, what a job
+// changes there is the job's.
+func Adopt(m *Manifest, dst string, opts ApplyOptions) error {
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("adopt %s: %w", dst, err)
+	}
+	if m.Entries[0].Type != TypeDir {
+		return fmt.Errorf("adopt %s: only a directory tree can be adopted", dst)
+	}
+	abs, err := filepath.Abs(dst)
+	if err != nil {
+		return fmt.Errorf("adopt %s: %w", dst, err)
+	}
+	a := &applier{m: m, dst: abs, work: abs, opts: opts, state: opts.StateFile}
+	if a.state == "" {
+		a.state = DefaultStateFile(abs)
+	}
+	a.actions = make([]action, len(m.Entries))
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		fi, err := os.Lstat(a.abs(e.Path))
+		if err != nil {
+			return fmt.Errorf("adopt %s: %w", dst, err)
+		}
+		switch e.Type {
+		case TypeDir:
+			if !fi.IsDir() {
+				return fmt.Errorf("adopt %s: %s is not a directory", dst, e.Path)
+			}
+		case TypeSymlink:
+			t, err := os.Readlink(a.abs(e.Path))
+			if err != nil || t != e.Target {
+				return fmt.Errorf("adopt %s: %s is not the link the source has", dst, e.Path)
+			}
+		case TypeFile:
+			if !fi.Mode().IsRegular() || fi.Size() != e.Size || fi.ModTime().UnixNano() != e.MTime || unixMode(fi.Mode()) != e.Mode {
+				return fmt.Errorf("adopt %s: %s differs from the source", dst, e.Path)
+			}
+			_, ino, _ := fileIdentity(fi)
+			a.actions[i].rec = fileRecord{ino: ino, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+		default:
+			return errors.New("adopt: unknown entry type")
+		}
+	}
+	return a.saveState()
+}
