@@ -204,6 +204,9 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 		a.log.Warn("stopping job processes left by an earlier agent", "pids", left)
 		a.killMatching(nil, api.MarkerEnv+"="+a.cfg.Marker)
 	}
+	if a.cfg.TreeDir != "" && canMountOverlay() {
+		a.remountTrees()
+	}
 	if a.cfg.PrivateMounts {
 		if err := a.reclaimPrivateMounts(); err != nil {
 			a.log.Warn("re-create private mountpoints", "err", err)

@@ -193,6 +193,15 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 		return fmt.Errorf("sync %s: fetch: %w", ref.Dest, err)
 	}
 	tFetch := time.Now()
+	seeded, err := a.seedTree(ctx, id, &m, dest, opts.StateFile)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", ref.Dest, err)
+	}
+	if seeded {
+		a.log.Info("synced as a copy-on-write view of the machine's copy", "dest", ref.Dest, "files", len(m.Entries),
+			"manifest", tManifest.Sub(start), "plan", tPlan.Sub(tManifest), "fetch", tFetch.Sub(tPlan), "mount", time.Since(tFetch))
+		return nil
+	}
 	st, err := plan.Apply(ctx, a.chunks)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", ref.Dest, err)

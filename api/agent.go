@@ -47,6 +47,11 @@ type AgentConfig struct {
 	// provider) use the coordinator's store, shared with it and each
 	// other, so a chunk is on the machine once, not once per node.
 	ChunkDir string `json:"chunk_dir,omitempty"`
+	// TreeDir, for nodes that share a machine, is where a synced tree is
+	// written once for all of them; a node whose copy is new mounts it
+	// copy-on-write (as root) instead of writing its own. Empty: every
+	// node writes its own copy.
+	TreeDir string `json:"tree_dir,omitempty"`
 	// Gossip: the cluster's agents form a memberlist cluster on
 	// GossipBind (IP:GossipPort), encrypted with GossipKey (base64, 32
 	// bytes, made by the coordinator per cluster incarnation), joining

@@ -99,11 +99,11 @@ func (sb *syncBench) run(ctx context.Context) string {
 	resyncWork := med(func(t syncTrial) time.Duration { return t.resyncUpload + t.resyncNodes })
 	resyncHead := med(func(t syncTrial) time.Duration { return t.resyncUpload })
 
-	fmt.Fprintf(&b, "Tree: %d files, %.0f MB (5,000 files of 1–40 KB and 5 × 20 MB, last modified an hour before the run), on local disk; %d nodes on this machine, sharing one chunk store (the local provider's). "+
+	fmt.Fprintf(&b, "Tree: %d files, %.0f MB (5,000 files of 1–40 KB and 5 × 20 MB, last modified an hour before the run), on local disk; %d nodes on this machine, %s. "+
 		"%d trials, each with a tree, cluster and rsync targets of its own; medians, with every trial's figure after them. "+
 		"sky-coord's first figure is the wall time of `sky-coord exec CLUSTER task.yaml` (upload, sync to every node, an `echo` run, job SUCCEEDED; the same exec without a workdir took %s); "+
 		"*upload* is what exec reports for scanning the tree and sending the coordinator what it lacks, *nodes* what the job log reports for bringing every node's copy into place.\n\n",
-		files, float64(treeBytes)/1e6, syncNodes, syncTrials, secs(bare))
+		files, float64(treeBytes)/1e6, syncNodes, sharing(), syncTrials, secs(bare))
 	b.WriteString("| measure | sky-coord | reference (same run) | ratio | goal |\n|---|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| first sync to %d nodes (exec wall) | %s (%s) | one `rsync -a`: %s (%s) | %.2f× | ≤ 1.5× |\n", syncNodes, secs(first), all(func(t syncTrial) time.Duration { return t.first }), secs(one), all(func(t syncTrial) time.Duration { return t.one }), first.Seconds()/one.Seconds())
 	fmt.Fprintf(&b, "| first sync to %d nodes (exec wall) | %s | %d parallel `rsync -a`: %s (%s) | %.2f× | |\n", syncNodes, secs(first), syncNodes, secs(eight), all(func(t syncTrial) time.Duration { return t.eight }), first.Seconds()/eight.Seconds())
@@ -118,6 +118,14 @@ func (sb *syncBench) run(ctx context.Context) string {
 		_ = e.cmd("down", "-y", fmt.Sprintf("syncb%d", n)).Run()
 	}
 	return b.String()
+}
+
+// sharing says what local nodes share on this machine.
+func sharing() string {
+	if os.Geteuid() == 0 {
+		return "sharing the coordinator's chunk store and one copy of the tree, which each node sees through a copy-on-write (overlayfs) view of its own"
+	}
+	return "sharing the coordinator's chunk store, each writing its own copy of the tree (one copy shared through copy-on-write views takes root)"
 }
 
 // trial runs one trial: tree n, cluster syncb<n>, rsync targets under

@@ -36,6 +36,13 @@ type coordinatorMachine interface {
 	OnCoordinatorMachine() bool
 }
 
+// treeSharer is the optional provider capability of a directory where the
+// nodes of a cluster that share a machine keep one copy of each synced
+// tree (AgentConfig.TreeDir).
+type treeSharer interface {
+	SharedTreeDir(cluster string) string
+}
+
 // Offerer is the optional provider capability of listing what it offers
 // outside any catalog (the local machine, ssh pools); the optimizer
 // weighs these beside the catalog's offers.

@@ -232,6 +232,9 @@ func (s *Server) bootstrapNode(ctx context.Context, c *api.Cluster, conn Connect
 			cfg.ChunkDir = dir
 		}
 	}
+	if ts, ok := conn.(treeSharer); ok {
+		cfg.TreeDir = ts.SharedTreeDir(c.Name)
+	}
 	_, err = bootstrap.Ensure(ctx, t, bootstrap.Node{
 		Name:          fmt.Sprintf("node %d (%s)", in.Index, in.IP),
 		AgentBinary:   s.cfg.AgentBinary,

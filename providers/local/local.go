@@ -81,6 +81,13 @@ func (p *Provider) Marker(cluster string, index int) string {
 // once, however many nodes there are.
 func (p *Provider) OnCoordinatorMachine() bool { return true }
 
+// SharedTreeDir is where the cluster's nodes keep one copy of each synced
+// tree, mounted copy-on-write under each node's own (as root). It goes
+// with the cluster at Terminate, after its mounts.
+func (p *Provider) SharedTreeDir(cluster string) string {
+	return filepath.Join(p.clusterDir(cluster), "trees")
+}
+
 // PrivateFileMounts reports whether local nodes get a private view of
 // file_mounts destinations outside their home: each job process runs in a
 // mount namespace of its own, which takes root, or, without root, a kernel
@@ -240,6 +247,9 @@ func (p *Provider) Terminate(ctx context.Context, cluster string) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if err := unmountUnder(p.clusterDir(cluster)); err != nil {
+		return fmt.Errorf("terminate cluster %q: %w", cluster, err)
+	}
 	if err := os.RemoveAll(p.clusterDir(cluster)); err != nil {
 		return fmt.Errorf("terminate cluster %q: remove its directories: %w", cluster, err)
 	}

@@ -1,0 +1,141 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sky-coord/sky-coord/transfer"
+)
+
+// Nodes that share a machine (local nodes) need not each write a copy of
+// a new tree. With AgentConfig.TreeDir, the first node to need a tree
+// writes it there once, and a node whose destination is new mounts it
+// copy-on-write (overlayfs: the shared copy below, the node's own changes
+// in ~/.sky/overlay above): the node sees a directory of its own, and
+// later syncs update it in place like any other. This takes root; without
+// it, or where the mount is refused, each node writes its own copy.
+
+// seedRecord is what a node remembers of a seeded destination, to mount
+// it again after a restart of the machine.
+type seedRecord struct {
+	Dest  string `json:"dest"`
+	Lower string `json:"lower"`
+}
+
+// overlayBase is where the node keeps its layers for dest.
+func (a *Agent) overlayBase(dest string) string {
+	sum := sha256.Sum256([]byte(dest))
+	return filepath.Join(a.cfg.Home, ".sky", "overlay", hex.EncodeToString(sum[:12]))
+}
+
+// seedTree gives dest, when it is new (missing or an empty directory),
+// the tree m (manifest id) as a copy-on-write view of the machine's copy,
+// and records it as synced (state file stateFile). It reports false, with
+// dest as it was, when it cannot; the caller then writes the tree itself.
+// Every chunk of m must be in the node's store.
+func (a *Agent) seedTree(ctx context.Context, id transfer.ChunkID, m *transfer.Manifest, dest, stateFile string) (bool, error) {
+	if a.cfg.TreeDir == "" || !canMountOverlay() || m.Entries[0].Type != transfer.TypeDir || !isNewDir(dest) {
+		return false, nil
+	}
+	lower := filepath.Join(a.cfg.TreeDir, id.String())
+	base := a.overlayBase(dest)
+	upper, work := filepath.Join(base, "upper"), filepath.Join(base, "work")
+	for _, p := range []string{lower, upper, work, dest} {
+		if strings.ContainsAny(p, ",:\\\n") {
+			return false, nil // not expressible in overlayfs mount options
+		}
+	}
+	if err := a.ensureTree(ctx, id, m, lower); err != nil {
+		return false, err
+	}
+	if err := os.RemoveAll(base); err != nil {
+		return false, err
+	}
+	for _, d := range []string{upper, work, dest} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return false, err
+		}
+	}
+	if err := mountOverlay(lower, upper, work, dest); err != nil {
+		a.log.Warn("copy-on-write view of the shared tree refused; writing this node's own copy", "dest", dest, "err", err)
+		_ = os.RemoveAll(base) // best effort: nothing was mounted
+		return false, nil
+	}
+	rec, _ := json.Marshal(seedRecord{Dest: dest, Lower: lower})
+	if err := os.WriteFile(filepath.Join(base, "mount.json"), rec, 0o600); err != nil {
+		return true, err
+	}
+	if err := transfer.Adopt(m, dest, transfer.ApplyOptions{StateFile: stateFile}); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// ensureTree writes the machine's copy of tree id at lower unless it is
+// there: one node writes it, under a lock, the others wait and use it. A
+// copy is never changed once written (overlayfs requires it).
+func (a *Agent) ensureTree(ctx context.Context, id transfer.ChunkID, m *transfer.Manifest, lower string) error {
+	if _, err := os.Stat(lower); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(a.cfg.TreeDir, 0o755); err != nil {
+		return err
+	}
+	unlock, err := lockFile(lower + ".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := os.Stat(lower); err == nil {
+		return nil
+	}
+	if _, err := transfer.Apply(ctx, m, a.chunks, lower, transfer.ApplyOptions{StateFile: lower + ".state"}); err != nil {
+		return fmt.Errorf("write the shared copy: %w", err)
+	}
+	return nil
+}
+
+// isNewDir reports whether dest is missing or an empty directory, and no
+// mount point.
+func isNewDir(dest string) bool {
+	f, err := os.Open(dest)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	defer f.Close() // read only
+	fi, err := f.Stat()
+	if err != nil || !fi.IsDir() || isMountPoint(dest) {
+		return false
+	}
+	_, err = f.Readdirnames(1)
+	return errors.Is(err, io.EOF)
+}
+
+// remountTrees mounts again, at start, the seeded destinations whose
+// mounts are gone (the machine restarted): the node's changes are in its
+// upper layer, and without the mount its copy would look empty.
+func (a *Agent) remountTrees() {
+	dirs, _ := filepath.Glob(filepath.Join(a.cfg.Home, ".sky", "overlay", "*", "mount.json"))
+	for _, p := range dirs {
+		data, err := os.ReadFile(p)
+		var rec seedRecord
+		if err != nil || json.Unmarshal(data, &rec) != nil || rec.Dest == "" || isMountPoint(rec.Dest) {
+			continue
+		}
+		base := filepath.Dir(p)
+		if err := mountOverlay(rec.Lower, filepath.Join(base, "upper"), filepath.Join(base, "work"), rec.Dest); err != nil {
+			a.log.Warn("mount the node's copy again", "dest", rec.Dest, "err", err)
+		}
+	}
+}

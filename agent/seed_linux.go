@@ -1,0 +1,47 @@
+package agent
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// canMountOverlay: mounting takes root (CAP_SYS_ADMIN in the initial
+// namespace, where the node's paths must be visible).
+func canMountOverlay() bool { return os.Geteuid() == 0 }
+
+// mountOverlay mounts lower (read only, shared) under upper (the node's
+// changes) at dest. redirect_dir lets jobs rename directories that came
+// from lower; a kernel without it mounts without.
+func mountOverlay(lower, upper, work, dest string) error {
+	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
+	err := syscall.Mount("overlay", dest, "overlay", 0, opts+",redirect_dir=on")
+	if errors.Is(err, syscall.EINVAL) {
+		err = syscall.Mount("overlay", dest, "overlay", 0, opts)
+	}
+	return err
+}
+
+// isMountPoint reports whether p is on another filesystem than its parent.
+func isMountPoint(p string) bool {
+	var st, parent syscall.Stat_t
+	if syscall.Lstat(p, &st) != nil || syscall.Lstat(filepath.Dir(p), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
+}
+
+// lockFile takes an exclusive lock on path (created if needed); the
+// returned func releases it.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil // closing releases the lock
+}

@@ -1,0 +1,15 @@
+//go:build !linux
+
+package agent
+
+import "errors"
+
+func canMountOverlay() bool { return false }
+
+func mountOverlay(lower, upper, work, dest string) error {
+	return errors.New("overlay mounts are Linux's")
+}
+
+func isMountPoint(string) bool { return false }
+
+func lockFile(string) (func(), error) { return func() {}, nil }

@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sky-coord/sky-coord/procscan"
+	"github.com/sky-coord/sky-coord/testenv"
+)
+
+// TestLocalNodesShareOneCopyOfTheWorkdir: as root, the 4 local nodes of a
+// cluster see the workdir through copy-on-write views of one copy on the
+// machine. A job's change on one node is that node's alone (the shared
+// copy and the other nodes keep the source's bytes); a re-sync brings
+// the source's version back and keeps what the job created; down leaves
+// no mount and no directory.
+func TestLocalNodesShareOneCopyOfTheWorkdir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("copy-on-write views of the shared workdir are overlayfs mounts, which take root (CI runs as root); without root each node writes its own copy, which TestWorkdirSyncMatchesEveryRank covers")
+	}
+	cli := testenv.NewCLI(t)
+	src := filepath.Join(cli.Dir, "code")
+	if err := os.MkdirAll(filepath.Join(src, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(rel, data string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(src, rel), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("shared.txt", "from the source\n")
+	write("sub/other.txt", "version 1\n")
+	cli.WriteFile("sync.yaml", "num_nodes: 4\nworkdir: ./code\nrun: cat shared.txt sub/other.txt\n")
+	cli.WriteFile("edit.yaml", "num_nodes: 4\nrun: |\n  if [ \"$SKYPILOT_NODE_RANK\" = 1 ]; then echo edited >> ~/sky_workdir/shared.txt; echo by the job > ~/sky_workdir/job.txt; fi\n")
+	if res := cli.Run("launch", "-y", "-c", "cow", "sync.yaml"); res.Code != 0 || strings.Count(res.Stdout, "from the source") != 4 {
+		t.Fatalf("launch: exit %d", res.Code)
+	}
+	cluster := filepath.Join(cli.Home, "local", "clusters", "cow")
+	workdir := func(rank int) string {
+		return filepath.Join(cluster, "node-"+string(rune('0'+rank)), "home", "sky_workdir")
+	}
+	points, err := procscan.MountPoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := range 4 {
+		if !slices.Contains(points, workdir(r)) {
+			t.Errorf("rank %d: %s is not a mount point; want a copy-on-write view", r, workdir(r))
+		}
+	}
+	trees, _ := filepath.Glob(filepath.Join(cluster, "trees", "*", "shared.txt"))
+	if len(trees) != 1 {
+		t.Fatalf("shared copies of the workdir: %v, want one", trees)
+	}
+
+	if res := cli.Run("exec", "cow", "edit.yaml"); res.Code != 0 {
+		t.Fatalf("edit: exit %d", res.Code)
+	}
+	read := func(p string) string {
+		data, _ := os.ReadFile(p)
+		return string(data)
+	}
+	for r := range 4 {
+		want := "from the source\n"
+		if r == 1 {
+			want += "edited\n"
+		}
+		if got := read(filepath.Join(workdir(r), "shared.txt")); got != want {
+			t.Errorf("rank %d: shared.txt = %q, want %q", r, got, want)
+		}
+	}
+	if got := read(trees[0]); got != "from the source\n" {
+		t.Errorf("the shared copy changed with a node's: %q", got)
+	}
+
+	write("sub/other.txt", "version 2\n")
+	res := cli.Run("exec", "cow", "sync.yaml")
+	if res.Code != 0 || strings.Count(res.Stdout, "version 2") != 4 || strings.Count(res.Stdout, "edited") != 0 {
+		t.Fatalf("re-sync: exit %d; want version 2 and the source's shared.txt on every rank", res.Code)
+	}
+	if got := read(filepath.Join(workdir(1), "job.txt")); got != "by the job\n" {
+		t.Errorf("the job's file after the re-sync: %q", got)
+	}
+
+	if res := cli.Run("down", "-y", "cow"); res.Code != 0 {
+		t.Fatalf("down: exit %d", res.Code)
+	}
+	points, _ = procscan.MountPoints()
+	for _, p := range points {
+		if strings.HasPrefix(p, cluster) {
+			t.Errorf("down left %s mounted", p)
+		}
+	}
+	if _, err := os.Stat(cluster); !os.IsNotExist(err) {
+		t.Errorf("down left %s (%v)", cluster, err)
+	}
+}
