@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/sky-coord/sky-coord/transfer"
 )
@@ -56,8 +57,15 @@ func (a *Agent) seedTree(ctx context.Context, id transfer.ChunkID, m *transfer.M
 	if err := a.ensureTree(ctx, id, m, lower); err != nil {
 		return false, err
 	}
-	if err := os.RemoveAll(base); err != nil {
-		return false, err
+	if _, err := os.Lstat(base); err == nil {
+		// Layers of an earlier view that could not be mounted again
+		// (agent start logged why): they may hold a job's files, so they
+		// are moved aside, not removed.
+		aside := base + "-unmounted-" + time.Now().UTC().Format("20060102T150405")
+		if err := os.Rename(base, aside); err != nil {
+			return false, err
+		}
+		a.log.Warn("earlier copy-on-write layers moved aside", "dest", dest, "to", aside)
 	}
 	for _, d := range []string{upper, work, dest} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
