@@ -80,12 +80,17 @@ func (m *ymap) node() *yaml.Node {
 	return &yaml.Node{Kind: yaml.MappingNode, Content: m.content}
 }
 
-// scalarNode is a string; yaml.v3 quotes it when it would read back as
-// another type.
+// scalarNode is a string. yaml.v3 quotes what YAML 1.2 would read as
+// another type; task files are read as YAML 1.1 (as PyYAML, so SkyPilot,
+// reads them), which also takes "80:1" for a base-60 int and "0777" for
+// octal, so those are quoted here.
 func scalarNode(s string) *yaml.Node {
 	n := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s}
-	if len(s) > 0 && bytes.ContainsRune([]byte(s), '\n') {
+	switch {
+	case len(s) > 0 && bytes.ContainsRune([]byte(s), '\n'):
 		n.Style = yaml.LiteralStyle
+	case reNull.MatchString(s) || reBool.MatchString(s) || reInt.MatchString(s) || reFloat.MatchString(s) || reTime.MatchString(s):
+		n.Style = yaml.DoubleQuotedStyle
 	}
 	return n
 }
