@@ -337,3 +337,14 @@ func (s *memStore) served() int {
 func osWriteFile(dir, name, data string) error {
 	return os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644)
 }
+
+// uploadTree describes src and uploads it to store, as the CLI does.
+func uploadTree(t testing.TB, src string, store ChunkStore) *Tree {
+	t.Helper()
+	ctx := context.Background()
+	tree, err := BuildManifest(ctx, src, BuildOptions{})
+	mustNo(t, err)
+	_, _, err = Upload(ctx, &tree.Manifest, tree, store, UploadOptions{})
+	mustNo(t, err)
+	return tree
+}
