@@ -5,7 +5,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sky-coord/sky-coord/procscan"
 	"github.com/sky-coord/sky-coord/testenv"
@@ -15,8 +17,9 @@ import (
 // cluster see the workdir through copy-on-write views of one copy on the
 // machine. A job's change on one node is that node's alone (the shared
 // copy and the other nodes keep the source's bytes); a re-sync brings
-// the source's version back and keeps what the job created; down leaves
-// no mount and no directory.
+// the source's version back and keeps what the job created; a view lost
+// with a restart of the machine is mounted again; down leaves no mount
+// and no directory.
 func TestLocalNodesShareOneCopyOfTheWorkdir(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("copy-on-write views of the shared workdir are overlayfs mounts, which take root (CI runs as root); without root each node writes its own copy, which TestWorkdirSyncMatchesEveryRank covers")
@@ -85,6 +88,21 @@ func TestLocalNodesShareOneCopyOfTheWorkdir(t *testing.T) {
 	if got := read(filepath.Join(workdir(1), "job.txt")); got != "by the job\n" {
 		t.Errorf("the job's file after the re-sync: %q", got)
 	}
+
+	// The machine restarted (the view is gone): the node's agent mounts
+	// it again when the cluster starts, with the job's file in it.
+	if res := cli.Run("stop", "-y", "cow"); res.Code != 0 {
+		t.Fatalf("stop: exit %d", res.Code)
+	}
+	if err := syscall.Unmount(workdir(1), 0); err != nil {
+		t.Fatal(err)
+	}
+	if res := cli.Run("start", "-y", "cow"); res.Code != 0 {
+		t.Fatalf("start: exit %d", res.Code)
+	}
+	testenv.Eventually(t, 10*time.Second, "rank 1's view mounted again", func() bool {
+		return read(filepath.Join(workdir(1), "job.txt")) == "by the job\n"
+	})
 
 	if res := cli.Run("down", "-y", "cow"); res.Code != 0 {
 		t.Fatalf("down: exit %d", res.Code)
