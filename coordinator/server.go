@@ -207,6 +207,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	defer cancel()
 	go s.ctrl.run(ctx)
 	go s.form(ctx)
+	go s.chunkGCLoop(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(l) }()
 	select {

@@ -139,6 +139,13 @@ func (s *DiskStore) readNewPacks(cleanup bool) error {
 	return nil
 }
 
+// readNewPacksLocked is readNewPacks for a caller not holding s.mu.
+func (s *DiskStore) readNewPacksLocked() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.readNewPacks(false)
+}
+
 // lookup finds id, reading the packs other processes added when it is
 // not in the index yet. s.mu is held.
 func (s *DiskStore) lookup(id ChunkID) (chunkInPack, bool) {
@@ -520,9 +527,19 @@ func (s *DiskStore) Expect(ids []ChunkID) (release func()) {
 // Retain removes the packs none of whose chunks keep accepts, and returns
 // how many chunks went with them. A pack holding a chunk still wanted is
 // kept whole. Use it to bound the store: keep the chunks of the manifests
-// still wanted. Do not run it while a Fetch or Apply uses the store, nor
-// on a directory other processes share.
+// still wanted. Do not run it while a Fetch or Apply uses the store; on a
+// directory other processes share, they must not need what keep rejects.
 func (s *DiskStore) Retain(ctx context.Context, keep func(ChunkID) bool) (int, error) {
+	return s.RetainSince(ctx, keep, time.Time{})
+}
+
+// RetainSince is Retain that also keeps every pack written after since
+// (a zero since keeps none for its age): chunks of an upload whose use is
+// not recorded yet.
+func (s *DiskStore) RetainSince(ctx context.Context, keep func(ChunkID) bool, since time.Time) (int, error) {
+	if err := s.readNewPacksLocked(); err != nil {
+		return 0, fmt.Errorf("prune chunk store: %w", err)
+	}
 	s.mu.Lock()
 	byPack := make(map[string][]ChunkID)
 	for id, loc := range s.index {
@@ -543,6 +560,12 @@ func (s *DiskStore) Retain(ctx context.Context, keep func(ChunkID) bool) (int, e
 		}
 		if wanted {
 			continue
+		}
+		if !since.IsZero() {
+			fi, err := os.Stat(filepath.Join(s.dir, packsDir, pack))
+			if err != nil || fi.ModTime().After(since) {
+				continue
+			}
 		}
 		s.mu.Lock()
 		for _, id := range ids {
