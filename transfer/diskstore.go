@@ -270,6 +270,19 @@ func (s *DiskStore) Get(ctx context.Context, id ChunkID) (io.ReadCloser, error) 
 		return nil, fmt.Errorf("chunk %s: %w", id, ErrChunkNotFound)
 	}
 	f, err := os.Open(filepath.Join(s.dir, packsDir, loc.pack))
+	if errors.Is(err, fs.ErrNotExist) {
+		// Another process sharing the directory removed the pack (and may
+		// have stored the chunk again since): forget the pack, look again.
+		s.mu.Lock()
+		s.forgetPack(loc.pack)
+		again, ok := s.lookup(id)
+		s.mu.Unlock()
+		if !ok {
+			return nil, fmt.Errorf("chunk %s: %w (its pack was removed)", id, ErrChunkNotFound)
+		}
+		loc = again
+		f, err = os.Open(filepath.Join(s.dir, packsDir, loc.pack))
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("chunk %s: %w (its pack was removed)", id, ErrChunkNotFound)
@@ -277,6 +290,16 @@ func (s *DiskStore) Get(ctx context.Context, id ChunkID) (io.ReadCloser, error) 
 		return nil, fmt.Errorf("read chunk %s: %w", id, err)
 	}
 	return &packReader{f: f, r: io.NewSectionReader(f, loc.off, loc.size), off: loc.off, size: loc.size}, nil
+}
+
+// forgetPack drops a pack that is gone from the index. s.mu is held.
+func (s *DiskStore) forgetPack(pack string) {
+	for id, loc := range s.index {
+		if loc.pack == pack {
+			delete(s.index, id)
+		}
+	}
+	delete(s.packs, pack)
 }
 
 // packReader reads one chunk out of a pack.

@@ -179,3 +179,30 @@ func TestDiskStoreSharedDirectory(t *testing.T) {
 		t.Fatalf("Get of a chunk neither has: %v, want ErrChunkNotFound", err)
 	}
 }
+
+// A store whose pack another process removed, and which that process
+// then stored again, still reads the chunk (from the new pack).
+func TestDiskStoreSharedPackRemovedAndStoredAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s1, err := NewDiskStore(dir)
+	mustNo(t, err)
+	s2, err := NewDiskStore(dir)
+	mustNo(t, err)
+	data := []byte("collected, then uploaded again")
+	id := HashChunk(data)
+	mustNo(t, s1.Put(ctx, id, bytes.NewReader(data)))
+	if got := readChunk(t, s2, id); !bytes.Equal(got, data) {
+		t.Fatal("second store reads the chunk wrong")
+	}
+	n, err := s1.Retain(ctx, func(ChunkID) bool { return false })
+	mustNo(t, err)
+	if n != 1 {
+		t.Fatalf("Retain removed %d chunks, want 1", n)
+	}
+	mustNo(t, s1.Put(ctx, id, bytes.NewReader(data)))
+	if got := readChunk(t, s2, id); !bytes.Equal(got, data) {
+		t.Fatal("second store does not find the chunk stored again")
+	}
+}
