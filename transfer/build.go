@@ -29,6 +29,10 @@ type BuildOptions struct {
 	// Workers is how many files are read and hashed at once; zero means
 	// one per CPU.
 	Workers int
+	// onChunks, when set, is told each file's chunks as soon as they are
+	// known, with the file's absolute path (from several goroutines at
+	// once): BuildAndUpload sends them while the rest is read.
+	onChunks func(abs string, chunks []ChunkRef)
 }
 
 // BuildStats counts what BuildManifest found.
@@ -242,19 +246,22 @@ func (t *Tree) hashFiles(ctx context.Context, infos []fs.FileInfo, opts BuildOpt
 				next++
 				mu.Unlock()
 				e, fi := &t.Manifest.Entries[i], infos[i]
+				abs := t.root
+				if e.Path != RootPath {
+					abs = filepath.Join(t.root, filepath.FromSlash(e.Path))
+				}
 				if opts.Cache != nil {
 					if chunks, ok := opts.Cache.lookup(e.Path, fi); ok {
 						e.Chunks = chunks
+						if opts.onChunks != nil {
+							opts.onChunks(abs, chunks)
+						}
 						m.add(1, e.Size)
 						continue
 					}
 				}
 				if fc == nil {
 					fc = newFileChunker()
-				}
-				abs := t.root
-				if e.Path != RootPath {
-					abs = filepath.Join(t.root, filepath.FromSlash(e.Path))
 				}
 				chunks, size, err := chunkFile(ctx, fc, abs)
 				if errors.Is(err, fs.ErrNotExist) {
@@ -267,6 +274,9 @@ func (t *Tree) hashFiles(ctx context.Context, infos []fs.FileInfo, opts BuildOpt
 					return
 				}
 				e.Chunks, e.Size = chunks, size
+				if opts.onChunks != nil {
+					opts.onChunks(abs, chunks)
+				}
 				read++
 				readBytes += size
 				if opts.Cache != nil && size == fi.Size() {

@@ -40,6 +40,7 @@ func (s *syncBar) update(p transfer.Progress) {
 			mpb.PrependDecorators(decor.Name(fmt.Sprintf("Syncing %s ", s.what)), decor.CountersKibiByte("% .1f / % .1f")),
 			mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), " % .1f"), decor.Name(" "), decor.Percentage()))
 	}
+	s.bar.SetTotal(p.TotalBytes, false) // an upload learns its total as the scan goes
 	s.bar.SetCurrent(p.Bytes)
 	if p.Done {
 		s.bar.SetTotal(p.TotalBytes, true)

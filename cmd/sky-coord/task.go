@@ -201,11 +201,8 @@ func uploadTree(ctx context.Context, c *client.Client, src, what string) (string
 	start := time.Now()
 	bar := newSyncBar(what)
 	defer bar.done()
-	tree, err := transfer.BuildManifest(ctx, src, transfer.BuildOptions{Cache: cache, Progress: bar.update})
-	if err != nil {
-		return "", err
-	}
-	id, st, err := transfer.Upload(ctx, &tree.Manifest, tree, c.Chunks(), transfer.UploadOptions{Parallel: 8, Progress: bar.update})
+	tree, id, st, err := transfer.BuildAndUpload(ctx, src, transfer.BuildOptions{Cache: cache, Progress: bar.update},
+		c.Chunks(), transfer.UploadOptions{Parallel: 8, Progress: bar.update})
 	if err != nil {
 		return "", err
 	}
