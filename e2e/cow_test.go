@@ -37,6 +37,7 @@ func TestLocalNodesShareOneCopyOfTheWorkdir(t *testing.T) {
 	}
 	write("shared.txt", "from the source\n")
 	write("sub/other.txt", "version 1\n")
+	write("gone.txt", "leaves the source before the re-sync\n")
 	cli.WriteFile("sync.yaml", "num_nodes: 4\nworkdir: ./code\nrun: cat shared.txt sub/other.txt\n")
 	cli.WriteFile("edit.yaml", "num_nodes: 4\nrun: |\n  if [ \"$SKYPILOT_NODE_RANK\" = 1 ]; then echo edited >> ~/sky_workdir/shared.txt; echo by the job > ~/sky_workdir/job.txt; fi\n")
 	if res := cli.Run("launch", "-y", "-c", "cow", "sync.yaml"); res.Code != 0 || strings.Count(res.Stdout, "from the source") != 4 {
@@ -81,12 +82,20 @@ func TestLocalNodesShareOneCopyOfTheWorkdir(t *testing.T) {
 	}
 
 	write("sub/other.txt", "version 2\n")
+	if err := os.Remove(filepath.Join(src, "gone.txt")); err != nil {
+		t.Fatal(err)
+	}
 	res := cli.Run("exec", "cow", "sync.yaml")
 	if res.Code != 0 || strings.Count(res.Stdout, "version 2") != 4 || strings.Count(res.Stdout, "edited") != 0 {
 		t.Fatalf("re-sync: exit %d; want version 2 and the source's shared.txt on every rank", res.Code)
 	}
 	if got := read(filepath.Join(workdir(1), "job.txt")); got != "by the job\n" {
 		t.Errorf("the job's file after the re-sync: %q", got)
+	}
+	for r := range 4 { // sky-coord's own file, unchanged on the node: removed like any synced file
+		if _, err := os.Stat(filepath.Join(workdir(r), "gone.txt")); !os.IsNotExist(err) {
+			t.Errorf("rank %d: gone.txt left the source but is still there (%v)", r, err)
+		}
 	}
 
 	// The machine restarted (the view is gone): the node's agent mounts

@@ -58,3 +58,36 @@ func Adopt(m *Manifest, dst string, opts ApplyOptions) error {
 	}
 	return a.saveState()
 }
+
+// AdoptCopy is Adopt for a dst that shows the directory src, where Apply
+// wrote m, file for file with the same inodes (an overlayfs view with src
+// as its only lower layer, on src's filesystem): it takes Apply's record
+// of src (srcState) instead of looking at every entry. When that record
+// is missing or is not of m, it falls back to Adopt. Should the inodes
+// differ after all, the next sync judges files by size and mtime, and
+// keeps those that left the source rather than deleting them.
+func AdoptCopy(m *Manifest, dst, src, srcState string, opts ApplyOptions) error {
+	absSrc, err := filepath.Abs(src)
+	if err != nil {
+		return Adopt(m, dst, opts)
+	}
+	st := loadState(srcState, absSrc)
+	if len(st.entries) != len(m.Entries) {
+		return Adopt(m, dst, opts)
+	}
+	for i := range m.Entries {
+		if st.entries[i].Path != m.Entries[i].Path || !sameEntry(&st.entries[i], &m.Entries[i]) {
+			return Adopt(m, dst, opts)
+		}
+	}
+	abs, err := filepath.Abs(dst)
+	if err != nil {
+		return fmt.Errorf("adopt %s: %w", dst, err)
+	}
+	state := opts.StateFile
+	if state == "" {
+		state = DefaultStateFile(abs)
+	}
+	st.dst = abs
+	return st.save(state)
+}

@@ -258,3 +258,34 @@ func TestAdopt(t *testing.T) {
 		t.Errorf("Adopt of a tree that differs: %v, want an error naming stays", err)
 	}
 }
+
+// AdoptCopy takes the source directory's record when it is of the same
+// manifest, and otherwise looks at every entry as Adopt does.
+func TestAdoptCopy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tmp := t.TempDir()
+	src, built, dst := filepath.Join(tmp, "src"), filepath.Join(tmp, "built"), filepath.Join(tmp, "dst")
+	mustNo(t, os.MkdirAll(src, 0o755))
+	mustNo(t, osWriteFile(src, "a", "a"))
+	store := newMemStore()
+	tree := uploadTree(t, src, store)
+	_, err := Apply(ctx, &tree.Manifest, store, built, ApplyOptions{StateFile: built + ".state"})
+	mustNo(t, err)
+	mustNo(t, exec.Command("cp", "-a", built, dst).Run())
+
+	mustNo(t, AdoptCopy(&tree.Manifest, dst, built, built+".state", ApplyOptions{StateFile: dst + ".state"}))
+	absBuilt, _ := filepath.Abs(built)
+	absDst, _ := filepath.Abs(dst)
+	from, got := loadState(built+".state", absBuilt), loadState(dst+".state", absDst)
+	if len(got.entries) != len(tree.Manifest.Entries) || got.records["a"] != from.records["a"] {
+		t.Errorf("adopted state %+v, want the built copy's records %+v", got.records, from.records)
+	}
+
+	// No record of the source: every entry is looked at, and a
+	// mismatch is refused.
+	mustNo(t, os.WriteFile(filepath.Join(dst, "a"), []byte("changed"), 0o644))
+	if err := AdoptCopy(&tree.Manifest, dst, built, filepath.Join(tmp, "none"), ApplyOptions{StateFile: dst + ".state"}); err == nil {
+		t.Error("AdoptCopy without a record adopted a tree that differs")
+	}
+}
