@@ -111,9 +111,15 @@ func (sb *syncBench) run(ctx context.Context) string {
 	fmt.Fprintf(&b, "| re-sync after one changed file: upload + nodes | %s (%s) | `rsync -a` no-op: %s (%s) | %.2f× | ≤ 0.33× |\n", secs(resyncWork), all(func(t syncTrial) time.Duration { return t.resyncUpload + t.resyncNodes }), secs(noop), all(func(t syncTrial) time.Duration { return t.noop }), resyncWork.Seconds()/noop.Seconds())
 	fmt.Fprintf(&b, "| – of which upload (the client's scan and send) | %s | `rsync -a` no-op: %s | %.2f× | |\n", secs(resyncHead), secs(noop), resyncHead.Seconds()/noop.Seconds())
 	fmt.Fprintf(&b, "| re-sync after one changed file (exec wall) | %s | | | |\n", secs(resync))
+	var per []string
+	for i, t := range trials {
+		per = append(per, fmt.Sprintf("trial %d: first %s (upload %s, nodes %s), re-sync upload %s, nodes %s",
+			i+1, secs(t.first), secs(t.firstUpload), secs(t.firstNodes), secs(t.resyncUpload), secs(t.resyncNodes)))
+	}
 	egress := trials[0].egress
 	fmt.Fprintf(&b, "| client egress (bytes the coordinator took in, trial 1) | %.1f MB | the tree: %.1f MB | %.2f× | ≤ 1.25× |\n\n",
 		float64(egress)/1e6, float64(treeBytes)/1e6, float64(egress)/float64(treeBytes))
+	fmt.Fprintf(&b, "Each trial — %s.\n\n", strings.Join(per, "; "))
 	for n := range syncTrials {
 		_ = e.cmd("down", "-y", fmt.Sprintf("syncb%d", n)).Run()
 	}
