@@ -82,14 +82,6 @@ func (l ErrorList) sorted() ErrorList {
 	return out
 }
 
-// err returns the list as an error: nil when it is empty.
-func (l ErrorList) err() error {
-	if len(l) == 0 {
-		return nil
-	}
-	return l
-}
-
 // unknownField is the message for a key that is not allowed in a mapping.
 func unknownField(key string, known []string) string {
 	msg := fmt.Sprintf("unknown field %q", key)

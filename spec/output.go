@@ -69,10 +69,6 @@ func (m *ymap) str(key, v string) {
 	}
 }
 
-func (m *ymap) raw(key, tag, v string) {
-	m.add(key, &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: v})
-}
-
 func (m *ymap) node() *yaml.Node {
 	if m == nil || len(m.content) == 0 {
 		return nil

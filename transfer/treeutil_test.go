@@ -274,16 +274,14 @@ func mustNo(t testing.TB, err error) {
 	}
 }
 
-// memStore is a ChunkStore in memory that counts what it serves.
+// memStore is a ChunkStore in memory.
 type memStore struct {
 	mu     sync.Mutex
 	chunks map[ChunkID][]byte
-	gets   map[ChunkID]int
-	puts   int
 }
 
 func newMemStore() *memStore {
-	return &memStore{chunks: map[ChunkID][]byte{}, gets: map[ChunkID]int{}}
+	return &memStore{chunks: map[ChunkID][]byte{}}
 }
 
 func (s *memStore) Missing(_ context.Context, ids []ChunkID) ([]ChunkID, error) {
@@ -305,7 +303,6 @@ func (s *memStore) Get(_ context.Context, id ChunkID) (io.ReadCloser, error) {
 	if !ok {
 		return nil, fmt.Errorf("chunk %s: %w", id, ErrChunkNotFound)
 	}
-	s.gets[id]++
 	return io.NopCloser(strings.NewReader(string(data))), nil
 }
 
@@ -320,18 +317,7 @@ func (s *memStore) Put(_ context.Context, id ChunkID, r io.Reader) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.chunks[id] = data
-	s.puts++
 	return nil
-}
-
-func (s *memStore) served() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, c := range s.gets {
-		n += c
-	}
-	return n
 }
 
 func osWriteFile(dir, name, data string) error {

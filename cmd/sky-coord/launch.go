@@ -229,13 +229,6 @@ func generatedName() string {
 	return "sky-" + hex.EncodeToString(b) + "-" + u
 }
 
-func infraOf(cloud string) string {
-	if cloud == "" {
-		return "local"
-	}
-	return cloud
-}
-
 func lastEventSeq(ctx context.Context, c *client.Client, cluster string) uint64 {
 	evs, err := c.Events(ctx, cluster, 0, 0)
 	if err != nil || len(evs) == 0 {
