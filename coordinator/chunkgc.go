@@ -79,10 +79,14 @@ func (s *Server) collectChunks(ctx context.Context) (int, error) {
 }
 
 // stateCurrent reports whether this replica's state holds every committed
-// entry it knows of, and it knows of the leader's latest: it leads, or
-// heard from the leader within a few seconds.
+// entry: on the leader, once a barrier has passed; on a follower, when it
+// heard from the leader within a few seconds and has applied all it knows
+// to be committed (a moment's lag only skips a round).
 func (s *Server) stateCurrent() bool {
-	if s.raft.State() != raft.Leader && time.Since(s.raft.LastContact()) > 5*time.Second {
+	if s.raft.State() == raft.Leader {
+		return s.raft.Barrier(10*time.Second).Error() == nil
+	}
+	if time.Since(s.raft.LastContact()) > 5*time.Second {
 		return false
 	}
 	commit, err := strconv.ParseUint(s.raft.Stats()["commit_index"], 10, 64)
