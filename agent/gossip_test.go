@@ -17,11 +17,15 @@ import (
 )
 
 // freeAddrs returns n loopback addresses with a port free for TCP and UDP.
+//
+// They are on 127.0.0.2: the ports are free only until they are used, and
+// the agents' and the fake coordinator's own listeners, on 127.0.0.1:0,
+// could otherwise be handed one of them in between (CI saw it).
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
 	var out []string
 	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", "127.0.0.2:0")
 		if err != nil {
 			t.Fatal(err)
 		}
