@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -283,11 +284,22 @@ echo line6; echo line7`))
 		t.Errorf("tail=2 (-want +got):\n%s", diff)
 	}
 	followed := make(chan string, 1)
+	tailed := make(chan struct{})
 	go func() {
 		resp := c.do(0, http.MethodGet, "/v1/jobs/5/log?tail=1&follow=1", nil)
-		b, _ := io.ReadAll(resp.Body)
-		followed <- pidRE.ReplaceAllString(string(b), "pid=N")
+		// The tail's line first; only then may the job go on, or the
+		// tail would be of the later lines.
+		r := bufio.NewReader(resp.Body)
+		first, _ := r.ReadString('\n')
+		close(tailed)
+		rest, _ := io.ReadAll(r)
+		followed <- pidRE.ReplaceAllString(first+string(rest), "pid=N")
 	}()
+	select {
+	case <-tailed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no tail from the followed log")
+	}
 	if err := os.WriteFile(ta.home("go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
