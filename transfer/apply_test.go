@@ -123,22 +123,30 @@ func TestApplyCleansStaleStaging(t *testing.T) {
 	}
 }
 
+// syncedOnce writes a source holding one file and applies it to a new
+// destination through a store in memory.
+func syncedOnce(t *testing.T, name, data string) (src, dst string, store *memStore) {
+	t.Helper()
+	tmp := t.TempDir()
+	src, dst = filepath.Join(tmp, "src"), filepath.Join(tmp, "dst")
+	mustNo(t, os.MkdirAll(src, 0o755))
+	mustNo(t, osWriteFile(src, name, data))
+	store = newMemStore()
+	tree := uploadTree(t, src, store)
+	_, err := Apply(context.Background(), &tree.Manifest, store, dst, ApplyOptions{})
+	mustNo(t, err)
+	return src, dst, store
+}
+
 func TestApplyFailsCleanlyWhenChunksAreMissing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	tmp := t.TempDir()
-	src, dst := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst")
-	mustNo(t, os.MkdirAll(src, 0o755))
-	mustNo(t, osWriteFile(src, "a", "old"))
-	store := newMemStore()
-	tree := uploadTree(t, src, store)
-	_, err := Apply(ctx, &tree.Manifest, store, dst, ApplyOptions{})
-	mustNo(t, err)
+	src, dst, store := syncedOnce(t, "a", "old")
 	before := treeSnapshot(t, dst, nil)
 	mustNo(t, osWriteFile(src, "a", "new"))
 	mustNo(t, osWriteFile(src, "b", "new file"))
 	mustNo(t, os.Remove(filepath.Join(src, "a")))
-	tree, err = BuildManifest(ctx, src, BuildOptions{})
+	tree, err := BuildManifest(ctx, src, BuildOptions{})
 	mustNo(t, err)
 	// Not uploaded: the store lacks b's chunk.
 	if _, err := Apply(ctx, &tree.Manifest, store, dst, ApplyOptions{}); err == nil {
@@ -156,14 +164,7 @@ func TestApplyFailsCleanlyWhenChunksAreMissing(t *testing.T) {
 func TestApplyNewDirectoriesInPlace(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	tmp := t.TempDir()
-	src, dst := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst")
-	mustNo(t, os.MkdirAll(src, 0o755))
-	mustNo(t, osWriteFile(src, "top", "top"))
-	store := newMemStore()
-	tree := uploadTree(t, src, store)
-	_, err := Apply(ctx, &tree.Manifest, store, dst, ApplyOptions{})
-	mustNo(t, err)
+	src, dst, store := syncedOnce(t, "top", "top")
 	before := treeSnapshot(t, dst, nil)
 
 	mustNo(t, os.MkdirAll(filepath.Join(src, "n", "m", "k"), 0o755))
@@ -173,7 +174,7 @@ func TestApplyNewDirectoriesInPlace(t *testing.T) {
 	mustNo(t, os.Chmod(filepath.Join(src, "n", "m"), 0o750))
 	old := time.Now().Add(-48 * time.Hour).Truncate(time.Second)
 	mustNo(t, os.Chtimes(filepath.Join(src, "n", "m"), old, old))
-	tree, err = BuildManifest(ctx, src, BuildOptions{})
+	tree, err := BuildManifest(ctx, src, BuildOptions{})
 	mustNo(t, err)
 	// Everything but n/m/b's chunk reaches the store: the apply fails.
 	partial := newMemStore()

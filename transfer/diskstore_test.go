@@ -22,6 +22,25 @@ func readChunk(t *testing.T, s Source, id ChunkID) []byte {
 	return data
 }
 
+// wantChunk fails the test unless s holds id with the bytes want.
+func wantChunk(t *testing.T, s Source, id ChunkID, want []byte, what string) {
+	t.Helper()
+	if got := readChunk(t, s, id); !bytes.Equal(got, want) {
+		t.Fatal(what)
+	}
+}
+
+// sharedStores opens two stores on one directory, as two agents on one
+// machine do.
+func sharedStores(t *testing.T) (*DiskStore, *DiskStore) {
+	dir := t.TempDir()
+	s1, err := NewDiskStore(dir)
+	mustNo(t, err)
+	s2, err := NewDiskStore(dir)
+	mustNo(t, err)
+	return s1, s2
+}
+
 func TestDiskStorePutGetReopen(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -43,12 +62,8 @@ func TestDiskStorePutGetReopen(t *testing.T) {
 	// A fresh store over the same directory finds everything again.
 	s2, err := NewDiskStore(dir)
 	mustNo(t, err)
-	if got := readChunk(t, s2, idb); !bytes.Equal(got, b) {
-		t.Fatal("chunk b differs after reopening")
-	}
-	if got := readChunk(t, s2, ida); !bytes.Equal(got, a) {
-		t.Fatal("chunk a differs after reopening")
-	}
+	wantChunk(t, s2, idb, b, "chunk b differs after reopening")
+	wantChunk(t, s2, ida, a, "chunk a differs after reopening")
 	if _, err := s2.Get(ctx, HashChunk([]byte("nope"))); !errors.Is(err, ErrChunkNotFound) {
 		t.Fatalf("Get of a missing chunk: %v, want ErrChunkNotFound", err)
 	}
@@ -155,11 +170,7 @@ func TestDiskStoreRetain(t *testing.T) {
 func TestDiskStoreSharedDirectory(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	s1, err := NewDiskStore(dir)
-	mustNo(t, err)
-	s2, err := NewDiskStore(dir)
-	mustNo(t, err)
+	s1, s2 := sharedStores(t)
 	a, b := []byte("written by the first"), []byte("written by the second")
 	ida, idb := HashChunk(a), HashChunk(b)
 	mustNo(t, s1.Put(ctx, ida, bytes.NewReader(a)))
@@ -169,12 +180,8 @@ func TestDiskStoreSharedDirectory(t *testing.T) {
 		t.Fatalf("second store: Missing = %v, want only %s", missing, idb)
 	}
 	mustNo(t, s2.Put(ctx, idb, bytes.NewReader(b)))
-	if got := readChunk(t, s1, idb); !bytes.Equal(got, b) {
-		t.Fatal("first store reads the second's chunk wrong")
-	}
-	if got := readChunk(t, s2, ida); !bytes.Equal(got, a) {
-		t.Fatal("second store reads the first's chunk wrong")
-	}
+	wantChunk(t, s1, idb, b, "first store reads the second's chunk wrong")
+	wantChunk(t, s2, ida, a, "second store reads the first's chunk wrong")
 	if _, err := s1.Get(ctx, HashChunk([]byte("nope"))); !errors.Is(err, ErrChunkNotFound) {
 		t.Fatalf("Get of a chunk neither has: %v, want ErrChunkNotFound", err)
 	}
@@ -185,24 +192,16 @@ func TestDiskStoreSharedDirectory(t *testing.T) {
 func TestDiskStoreSharedPackRemovedAndStoredAgain(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	s1, err := NewDiskStore(dir)
-	mustNo(t, err)
-	s2, err := NewDiskStore(dir)
-	mustNo(t, err)
+	s1, s2 := sharedStores(t)
 	data := []byte("collected, then uploaded again")
 	id := HashChunk(data)
 	mustNo(t, s1.Put(ctx, id, bytes.NewReader(data)))
-	if got := readChunk(t, s2, id); !bytes.Equal(got, data) {
-		t.Fatal("second store reads the chunk wrong")
-	}
+	wantChunk(t, s2, id, data, "second store reads the chunk wrong")
 	n, err := s1.Retain(ctx, func(ChunkID) bool { return false })
 	mustNo(t, err)
 	if n != 1 {
 		t.Fatalf("Retain removed %d chunks, want 1", n)
 	}
 	mustNo(t, s1.Put(ctx, id, bytes.NewReader(data)))
-	if got := readChunk(t, s2, id); !bytes.Equal(got, data) {
-		t.Fatal("second store does not find the chunk stored again")
-	}
+	wantChunk(t, s2, id, data, "second store does not find the chunk stored again")
 }
