@@ -133,6 +133,15 @@ func (a *Agent) chunkSource(base string) *transfer.HTTPStore {
 	return transfer.HTTPSource(strings.TrimRight(base, "/")+"/v1/chunks", a.chunkClient)
 }
 
+// coordinatorSources are the chunk stores of every coordinator replica.
+func (a *Agent) coordinatorSources() []transfer.Source {
+	var out []transfer.Source
+	for _, c := range a.coordinators() {
+		out = append(out, a.chunkSource(c))
+	}
+	return out
+}
+
 // syncManifest brings one tree (or file) into place at dest: it fetches
 // the manifest, works out which chunks dest lacks, pulls them from the
 // origins and peers (all of them, when this node is an origin for
@@ -149,9 +158,7 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	for _, o := range req.Origins {
 		origins = append(origins, a.chunkSource("http://"+o))
 	}
-	for _, c := range a.coordinators() {
-		origins = append(origins, a.chunkSource(c))
-	}
+	origins = append(origins, a.coordinatorSources()...)
 	m, err := transfer.FetchManifest(ctx, id, a.chunks, origins...)
 	if err != nil {
 		return fmt.Errorf("manifest %.12s for %s: %w", ref.Digest, ref.Dest, err)
@@ -216,10 +223,7 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 // store from the coordinator: the head does it first when the nodes share
 // its store, and then none of them needs to fetch.
 func (a *Agent) prefetch(ctx context.Context, blobs []api.BlobRef) error {
-	var origins []transfer.Source
-	for _, c := range a.coordinators() {
-		origins = append(origins, a.chunkSource(c))
-	}
+	origins := a.coordinatorSources()
 	for _, b := range blobs {
 		id, err := transfer.ParseChunkID(b.Digest)
 		if err != nil {
