@@ -217,30 +217,40 @@ func TestApplyNewDirectoriesInPlace(t *testing.T) {
 	}
 }
 
+// builtAndCopied writes a source with files (path: content), applies it
+// to built (its record in built.state) and copies built to dst with cp -a:
+// a tree Apply wrote, and one that came another way.
+func builtAndCopied(t *testing.T, files map[string]string) (src, built, dst string, store *memStore, tree *Tree) {
+	t.Helper()
+	tmp := t.TempDir()
+	src, built, dst = filepath.Join(tmp, "src"), filepath.Join(tmp, "built"), filepath.Join(tmp, "dst")
+	for name, data := range files {
+		mustNo(t, os.MkdirAll(filepath.Dir(filepath.Join(src, name)), 0o755))
+		mustNo(t, osWriteFile(src, name, data))
+	}
+	store = newMemStore()
+	tree = uploadTree(t, src, store)
+	_, err := Apply(context.Background(), &tree.Manifest, store, built, ApplyOptions{StateFile: built + ".state"})
+	mustNo(t, err)
+	mustNo(t, exec.Command("cp", "-a", built, dst).Run())
+	return src, built, dst, store, tree
+}
+
 // A tree put in place another way (here: copied) and adopted is synced
 // afterwards like one Apply wrote: files that left the source go while
 // unchanged, a file a job changed stays, and a mismatch is refused.
 func TestAdopt(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	tmp := t.TempDir()
-	src, built, dst := filepath.Join(tmp, "src"), filepath.Join(tmp, "built"), filepath.Join(tmp, "dst")
-	mustNo(t, os.MkdirAll(filepath.Join(src, "d"), 0o755))
-	mustNo(t, osWriteFile(src, "d/gone", "leaves the source"))
-	mustNo(t, osWriteFile(src, "d/edited", "the job edits this"))
-	mustNo(t, osWriteFile(src, "stays", "stays"))
-	store := newMemStore()
-	tree := uploadTree(t, src, store)
-	_, err := Apply(ctx, &tree.Manifest, store, built, ApplyOptions{StateFile: built + ".state"})
-	mustNo(t, err)
-	mustNo(t, exec.Command("cp", "-a", built, dst).Run())
-	state := filepath.Join(tmp, "dst.state")
+	src, _, dst, store, tree := builtAndCopied(t, map[string]string{
+		"d/gone": "leaves the source", "d/edited": "the job edits this", "stays": "stays"})
+	state := dst + ".state"
 	mustNo(t, Adopt(&tree.Manifest, dst, ApplyOptions{StateFile: state}))
 
 	mustNo(t, os.WriteFile(filepath.Join(dst, "d", "edited"), []byte("the job's version"), 0o644))
 	mustNo(t, os.Remove(filepath.Join(src, "d", "gone")))
 	mustNo(t, os.Remove(filepath.Join(src, "d", "edited")))
-	tree, err = BuildManifest(ctx, src, BuildOptions{})
+	tree, err := BuildManifest(ctx, src, BuildOptions{})
 	mustNo(t, err)
 	st, err := Apply(ctx, &tree.Manifest, store, dst, ApplyOptions{StateFile: state})
 	mustNo(t, err)
@@ -264,16 +274,7 @@ func TestAdopt(t *testing.T) {
 // manifest, and otherwise looks at every entry as Adopt does.
 func TestAdoptCopy(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	tmp := t.TempDir()
-	src, built, dst := filepath.Join(tmp, "src"), filepath.Join(tmp, "built"), filepath.Join(tmp, "dst")
-	mustNo(t, os.MkdirAll(src, 0o755))
-	mustNo(t, osWriteFile(src, "a", "a"))
-	store := newMemStore()
-	tree := uploadTree(t, src, store)
-	_, err := Apply(ctx, &tree.Manifest, store, built, ApplyOptions{StateFile: built + ".state"})
-	mustNo(t, err)
-	mustNo(t, exec.Command("cp", "-a", built, dst).Run())
+	_, built, dst, _, tree := builtAndCopied(t, map[string]string{"a": "a"})
 
 	mustNo(t, AdoptCopy(&tree.Manifest, dst, built, built+".state", ApplyOptions{StateFile: dst + ".state"}))
 	absBuilt, _ := filepath.Abs(built)
@@ -286,7 +287,7 @@ func TestAdoptCopy(t *testing.T) {
 	// No record of the source: every entry is looked at, and a
 	// mismatch is refused.
 	mustNo(t, os.WriteFile(filepath.Join(dst, "a"), []byte("changed"), 0o644))
-	if err := AdoptCopy(&tree.Manifest, dst, built, filepath.Join(tmp, "none"), ApplyOptions{StateFile: dst + ".state"}); err == nil {
+	if err := AdoptCopy(&tree.Manifest, dst, built, dst+".none", ApplyOptions{StateFile: dst + ".state"}); err == nil {
 		t.Error("AdoptCopy without a record adopted a tree that differs")
 	}
 }
