@@ -30,6 +30,11 @@ type ApplyOptions struct {
 	// not to the size of the tree. The price: a synced file the job has
 	// edited is not put back (rsync, and Apply without this, put it back).
 	SkipUnchanged bool
+	// View, when set, says that dst is a copy-on-write view of a tree
+	// Apply wrote (see View): only the paths the view's own layer may
+	// have changed are looked at. A re-sync then costs in proportion to
+	// what changed, and still puts back what the job edited.
+	View *View
 }
 
 // ApplyStats counts what Apply did.
@@ -332,7 +337,7 @@ type statResult struct {
 // statAll runs Lstat on the path of every entry the plan will look at,
 // several at once: on a big tree, the re-sync of a node with many cores
 // then costs a fraction of stat-ing its files one after another. Entries
-// that SkipUnchanged trusts are not looked at.
+// that SkipUnchanged trusts are not looked at, nor those a View knows.
 func (a *applier) statAll() []statResult {
 	out := make([]statResult, len(a.m.Entries))
 	var todo []int
@@ -342,6 +347,10 @@ func (a *applier) statAll() []statResult {
 			if prev := a.prevBy[e.Path]; prev != nil && sameEntry(prev, e) {
 				continue
 			}
+		}
+		if fi, err, ok := a.opts.View.lookup(e.Path); ok {
+			out[i] = statResult{fi: fi, err: err}
+			continue
 		}
 		todo = append(todo, i)
 	}

@@ -7,9 +7,9 @@ import (
 	"syscall"
 )
 
-// fileIdentity returns what, beside size and mtime, tells whether a file
+// sysIdentity returns what, beside size and mtime, tells whether a file
 // may have changed: its device, inode and change time.
-func fileIdentity(fi fs.FileInfo) (dev, ino uint64, ctime int64) {
+func sysIdentity(fi fs.FileInfo) (dev, ino uint64, ctime int64) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return 0, 0, 0

@@ -4,9 +4,9 @@ package transfer
 
 import "io/fs"
 
-// fileIdentity returns what, beside size and mtime, tells whether a file
+// sysIdentity returns what, beside size and mtime, tells whether a file
 // may have changed. Off Linux it knows nothing more, and the stat cache
 // relies on size and mtime alone.
-func fileIdentity(fs.FileInfo) (dev, ino uint64, ctime int64) {
+func sysIdentity(fs.FileInfo) (dev, ino uint64, ctime int64) {
 	return 0, 0, 0
 }

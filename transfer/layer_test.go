@@ -1,0 +1,69 @@
+package transfer
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestApplyViewLooksOnlyAtChangedPaths: with a View, Apply takes what the
+// lower layer's record says for every path the view's own layer does not
+// hold, and looks at the others. The destination here is a plain copy
+// standing in for an overlayfs view, so a change at a path Changed does
+// not report shows that it was not looked at.
+func TestApplyViewLooksOnlyAtChangedPaths(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tmp := t.TempDir()
+	src, lower, dst := filepath.Join(tmp, "src"), filepath.Join(tmp, "lower"), filepath.Join(tmp, "dst")
+	mustNo(t, os.MkdirAll(filepath.Join(src, "sub"), 0o755))
+	for _, name := range []string{"same.py", "edited.py", "deleted.py", "sub/new-dir-file.py"} {
+		mustNo(t, osWriteFile(src, name, "v1 "+name))
+	}
+	store := newMemStore()
+	tree := uploadTree(t, src, store)
+	_, err := Apply(ctx, &tree.Manifest, store, lower, ApplyOptions{StateFile: lower + ".state"})
+	mustNo(t, err)
+	layer, err := LoadLayer(lower, lower+".state")
+	mustNo(t, err)
+	state := filepath.Join(tmp, "dst.state")
+	_, err = Apply(ctx, &tree.Manifest, store, dst, ApplyOptions{StateFile: state})
+	mustNo(t, err)
+
+	// The job edits two files and deletes one; the view's own layer
+	// holds edited.py and deleted.py (as a whiteout), not same.py.
+	mustNo(t, osWriteFile(dst, "same.py", "job's edit, unseen"))
+	mustNo(t, osWriteFile(dst, "edited.py", "job's edit"))
+	mustNo(t, os.Remove(filepath.Join(dst, "deleted.py")))
+	upper := map[string]bool{"edited.py": true, "deleted.py": true}
+	// The source gains a file the lower layer lacks.
+	mustNo(t, osWriteFile(src, "added.py", "v1 added.py"))
+	tree = uploadTree(t, src, store)
+	view := &View{Lower: layer, Changed: func(rel string) bool { return upper[rel] }}
+	st, err := Apply(ctx, &tree.Manifest, store, dst, ApplyOptions{StateFile: state, View: view})
+	mustNo(t, err)
+	if st.Written != 3 {
+		t.Errorf("stats %+v: want edited.py, deleted.py and added.py written", st)
+	}
+	for name, want := range map[string]string{
+		"same.py": "job's edit, unseen", "edited.py": "v1 edited.py", "deleted.py": "v1 deleted.py",
+		"added.py": "v1 added.py", "sub/new-dir-file.py": "v1 sub/new-dir-file.py",
+	} {
+		data, err := os.ReadFile(filepath.Join(dst, filepath.FromSlash(name)))
+		mustNo(t, err)
+		if string(data) != want {
+			t.Errorf("%s = %q, want %q", name, data, want)
+		}
+	}
+}
+
+// TestLoadLayerWithoutRecord: a tree without Apply's record cannot be a
+// lower layer; the caller then looks at every path.
+func TestLoadLayerWithoutRecord(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if _, err := LoadLayer(dir, filepath.Join(dir, "missing.state")); err == nil {
+		t.Fatal("LoadLayer of a tree without a record: no error")
+	}
+}
