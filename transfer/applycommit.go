@@ -573,13 +573,7 @@ func (a *applier) stateUnchanged() bool {
 
 // saveState records the manifest just applied and its files' records.
 func (a *applier) saveState() error {
-	st := &applyState{dst: a.dst, entries: a.m.Entries, records: make(map[string]fileRecord)}
-	for i := range a.m.Entries {
-		if a.m.Entries[i].Type == TypeFile {
-			st.records[a.m.Entries[i].Path] = a.actions[i].rec
-		}
-	}
-	return st.save(a.state)
+	return writeState(a.state, a.dst, a.m.Entries, func(i int) fileRecord { return a.actions[i].rec })
 }
 
 func randomHex() string {

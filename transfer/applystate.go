@@ -51,7 +51,7 @@ func loadState(file, dst string) *applyState {
 		return st
 	}
 	entries := d.entries()
-	records := make(map[string]fileRecord)
+	records := make(map[string]fileRecord, len(entries))
 	for i := range entries {
 		if entries[i].Type == TypeFile {
 			records[entries[i].Path] = fileRecord{ino: d.uvarint(), mtime: d.varint(), size: entries[i].Size}
@@ -66,13 +66,19 @@ func loadState(file, dst string) *applyState {
 
 // save writes the state file atomically.
 func (st *applyState) save(file string) error {
+	return writeState(file, st.dst, st.entries, func(i int) fileRecord { return st.records[st.entries[i].Path] })
+}
+
+// writeState writes a state file atomically: the destination, its
+// entries, and rec(i) for each file entry i.
+func writeState(file, dst string, entries []Entry, rec func(i int) fileRecord) error {
 	b := []byte(stateMagic)
-	b = binary.AppendUvarint(b, uint64(len(st.dst)))
-	b = append(b, st.dst...)
-	b = appendEntries(b, st.entries)
-	for i := range st.entries {
-		if st.entries[i].Type == TypeFile {
-			r := st.records[st.entries[i].Path]
+	b = binary.AppendUvarint(b, uint64(len(dst)))
+	b = append(b, dst...)
+	b = appendEntries(b, entries)
+	for i := range entries {
+		if entries[i].Type == TypeFile {
+			r := rec(i)
 			b = binary.AppendUvarint(b, r.ino)
 			b = binary.AppendVarint(b, r.mtime)
 		}
