@@ -76,6 +76,9 @@ type Agent struct {
 	chunks      *transfer.DiskStore
 	chunkClient *http.Client
 	syncMu      sync.Mutex
+	// layers are the machine's copies under this node's views, as read
+	// once (they never change), by directory; guarded by syncMu.
+	layers map[string]*transfer.Layer
 
 	// goodCoord indexes coordinators(): the replica that last took a
 	// report.

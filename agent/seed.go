@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,6 +134,84 @@ func isNewDir(dest string) bool {
 	}
 	_, err = f.Readdirnames(1)
 	return errors.Is(err, io.EOF)
+}
+
+// viewOf returns what Apply needs to know of dest when it is a live
+// copy-on-write view this node mounted (seedTree): the machine's copy
+// below it, and which paths the node's own layer may have changed. Apply
+// then looks only at those, and a re-sync costs in proportion to what
+// the job and earlier syncs changed, not to the size of the tree. It
+// returns nil for any other destination: Apply looks at every path.
+// Call it with syncMu held.
+func (a *Agent) viewOf(dest string) *transfer.View {
+	base := a.overlayBase(dest)
+	data, err := os.ReadFile(filepath.Join(base, "mount.json"))
+	var rec seedRecord
+	if err != nil || json.Unmarshal(data, &rec) != nil || rec.Dest != dest {
+		return nil
+	}
+	upper := filepath.Join(base, "upper")
+	if !isViewMount(dest, rec.Lower, upper) {
+		return nil
+	}
+	layer := a.layers[rec.Lower]
+	if layer == nil {
+		if layer, err = transfer.LoadLayer(rec.Lower, rec.Lower+".state"); err != nil {
+			a.log.Warn("the machine's copy has no record; looking at every path", "dest", dest, "err", err)
+			return nil
+		}
+		if a.layers == nil || len(a.layers) >= 8 {
+			a.layers = make(map[string]*transfer.Layer)
+		}
+		a.layers[rec.Lower] = layer
+	}
+	changed, err := upperChanges(upper)
+	if err != nil {
+		a.log.Warn("read the node's own layer; looking at every path", "dest", dest, "err", err)
+		return nil
+	}
+	return &transfer.View{Lower: layer, Changed: changed}
+}
+
+// upperChanges walks an overlayfs upper layer and returns which paths of
+// the view it may change: every path it holds, and every path below one
+// that hides the lower layer (a file or whiteout, or a directory that is
+// opaque or redirected elsewhere).
+func upperChanges(upper string) (func(rel string) bool, error) {
+	if hidesLower(upper) {
+		return func(string) bool { return true }, nil
+	}
+	holds := make(map[string]bool)
+	hides := make(map[string]bool)
+	err := filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == upper {
+			return err
+		}
+		rel := filepath.ToSlash(p[len(upper)+1:])
+		holds[rel] = true
+		if !d.IsDir() || hidesLower(p) {
+			hides[rel] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func(rel string) bool {
+		if holds[rel] {
+			return true
+		}
+		for len(hides) > 0 {
+			i := strings.LastIndexByte(rel, '/')
+			if i < 0 {
+				return false
+			}
+			if rel = rel[:i]; hides[rel] {
+				return true
+			}
+		}
+		return false
+	}, nil
 }
 
 // remountTrees mounts again, at start, the seeded destinations whose

@@ -4,7 +4,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sky-coord/sky-coord/procscan"
 )
 
 // canMountOverlay: mounting takes root (CAP_SYS_ADMIN in the initial
@@ -44,4 +50,40 @@ func lockFile(path string) (func(), error) {
 		return nil, err
 	}
 	return func() { f.Close() }, nil // closing releases the lock
+}
+
+// isViewMount reports whether dest is now an overlayfs mount of lower
+// under upper: the view seedTree made, not something mounted over it
+// since.
+func isViewMount(dest, lower, upper string) bool {
+	ms, err := procscan.Mounts()
+	if err != nil {
+		return false
+	}
+	for i := len(ms) - 1; i >= 0; i-- { // the last mount at a point is the one seen
+		if ms[i].Point != dest {
+			continue
+		}
+		opts := strings.Split(ms[i].Options, ",")
+		return ms[i].FSType == "overlay" && slices.Contains(opts, "lowerdir="+lower) && slices.Contains(opts, "upperdir="+upper)
+	}
+	return false
+}
+
+// hidesLower reports whether the directory p of an upper layer hides
+// what the lower layer has at its path: it is opaque, or redirected to
+// another lower directory. What cannot be read counts as hiding.
+func hidesLower(p string) bool {
+	var b [8]byte
+	n, err := unix.Lgetxattr(p, "trusted.overlay.opaque", b[:])
+	switch {
+	case err == nil && n > 0 && b[0] == 'y':
+		return true
+	case err != nil && !errors.Is(err, unix.ENODATA):
+		return true
+	}
+	if _, err := unix.Lgetxattr(p, "trusted.overlay.redirect", nil); !errors.Is(err, unix.ENODATA) {
+		return true
+	}
+	return false
 }

@@ -12,4 +12,8 @@ func mountOverlay(lower, upper, work, dest string) error {
 
 func isMountPoint(string) bool { return false }
 
+func isViewMount(dest, lower, upper string) bool { return false }
+
+func hidesLower(string) bool { return true }
+
 func lockFile(string) (func(), error) { return func() {}, nil }

@@ -163,13 +163,15 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	if err != nil {
 		return fmt.Errorf("manifest %.12s for %s: %w", ref.Digest, ref.Dest, err)
 	}
-	keep[id] = true
-	for _, c := range m.Chunks() {
-		keep[c.ID] = true
+	if a.cfg.ChunkDir == "" { // what pruneChunks keeps
+		keep[id] = true
+		for _, c := range m.Chunks() {
+			keep[c.ID] = true
+		}
 	}
 	tManifest := time.Now()
 	sum := sha256.Sum256([]byte(dest))
-	opts := transfer.ApplyOptions{StateFile: filepath.Join(a.cfg.Home, ".sky", "sync-state", hex.EncodeToString(sum[:12]))}
+	opts := transfer.ApplyOptions{StateFile: filepath.Join(a.cfg.Home, ".sky", "sync-state", hex.EncodeToString(sum[:12])), View: a.viewOf(dest)}
 	if err := os.MkdirAll(filepath.Dir(opts.StateFile), 0o700); err != nil {
 		return err
 	}
@@ -214,7 +216,7 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 		return fmt.Errorf("sync %s: %w", ref.Dest, err)
 	}
 	a.log.Info("synced", "dest", ref.Dest, "files", st.Files, "written", st.Written, "written_bytes", st.WrittenBytes,
-		"fetched", fetched.Fetched, "fetched_bytes", fetched.Bytes, "manifest", tManifest.Sub(start), "plan", tPlan.Sub(tManifest),
+		"fetched", fetched.Fetched, "fetched_bytes", fetched.Bytes, "view", opts.View != nil, "manifest", tManifest.Sub(start), "plan", tPlan.Sub(tManifest),
 		"fetch", tFetch.Sub(tPlan), "apply", time.Since(tFetch))
 	return nil
 }

@@ -126,3 +126,57 @@ func TestLocalNodesShareOneCopyOfTheWorkdir(t *testing.T) {
 		t.Errorf("down left %s (%v)", cluster, err)
 	}
 }
+
+// TestCopyOnWriteViewResyncPutsBackWhatTheJobChanged: a re-sync of a view
+// looks only at what the node's own layer holds, so every way a job can
+// change a view must land there and be put back: a deleted file of the
+// shared copy (a whiteout), a deleted file an earlier re-sync added (gone
+// from the node's layer without a trace), a directory deleted and made
+// again (opaque), one renamed (redirected, or copied where the kernel
+// lacks redirect_dir), and a changed mode.
+func TestCopyOnWriteViewResyncPutsBackWhatTheJobChanged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("copy-on-write views of the shared workdir are overlayfs mounts, which take root (CI runs as root)")
+	}
+	cli := testenv.NewCLI(t)
+	src := filepath.Join(cli.Dir, "code")
+	write := func(rel, data string) {
+		t.Helper()
+		p := filepath.Join(src, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, rel := range []string{"a.txt", "dir1/x.txt", "dir2/y.txt", "dir3/z.txt"} {
+		write(rel, rel+"\n")
+	}
+	check := "num_nodes: 2\nworkdir: ./code\nrun: cat a.txt added.txt dir1/x.txt dir2/y.txt && stat -c 'mode %a' dir3/z.txt && ls dir1 moved 2>&1\n"
+	cli.WriteFile("first.yaml", "num_nodes: 2\nworkdir: ./code\nrun: echo synced\n")
+	cli.WriteFile("check.yaml", check)
+	cli.WriteFile("change.yaml", "num_nodes: 2\nrun: |\n  cd ~/sky_workdir && rm a.txt added.txt && rm -r dir1 && mkdir dir1 && echo job > dir1/new.txt && mv dir2 moved && chmod 600 dir3/z.txt\n")
+	if res := cli.Run("launch", "-y", "-c", "view", "first.yaml"); res.Code != 0 {
+		t.Fatalf("launch: exit %d", res.Code)
+	}
+	write("added.txt", "added.txt\n") // on the nodes, in their own layers only
+	if res := cli.Run("exec", "view", "first.yaml"); res.Code != 0 {
+		t.Fatalf("re-sync with added.txt: exit %d", res.Code)
+	}
+	if res := cli.Run("exec", "view", "change.yaml"); res.Code != 0 {
+		t.Fatalf("the job's changes: exit %d\n%s", res.Code, res.Stdout)
+	}
+	res := cli.Run("exec", "view", "check.yaml")
+	if res.Code != 0 {
+		t.Fatalf("re-sync after the job's changes: exit %d\n%s", res.Code, res.Stdout)
+	}
+	for _, want := range []string{"a.txt", "added.txt", "dir1/x.txt", "dir2/y.txt", "mode 644", "new.txt", "y.txt"} {
+		if n := strings.Count(res.Stdout, want); n < 2 {
+			t.Errorf("%q on %d of 2 ranks after the re-sync:\n%s", want, n, res.Stdout)
+		}
+	}
+	if res := cli.Run("down", "-y", "view"); res.Code != 0 {
+		t.Fatalf("down: exit %d", res.Code)
+	}
+}
