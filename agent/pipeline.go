@@ -184,10 +184,12 @@ func (a *Agent) syncAll(j *job) error {
 	}
 	headReq := api.NodeSyncRequest{Blobs: spec.Blobs, Mounts: spec.Mounts, MountEnv: spec.MountEnv}
 	shared := a.cfg.ChunkDir != "" && len(workers) > 0
+	var prefetched time.Duration
 	if shared {
 		if err := a.prefetch(j.ctx, spec.Blobs); err != nil {
 			return fmt.Errorf("node %d (%s): %w", head.Rank, head.IP, err)
 		}
+		prefetched = time.Since(start)
 	} else if err := (localNode{a}).sync(j.ctx, headReq); err != nil {
 		return fmt.Errorf("node %d (%s): %w", head.Rank, head.IP, err)
 	}
@@ -220,7 +222,7 @@ func (a *Agent) syncAll(j *job) error {
 	if len(spec.Blobs) > 0 {
 		took := time.Since(start)
 		j.runLog.line(fmt.Sprintf("sky-coord: synced %s to %d node(s) in %s", blobNames(spec.Blobs), len(spec.Nodes), took.Round(time.Millisecond)))
-		a.log.Info("sync of every node", "job", spec.JobID, "nodes", len(spec.Nodes), "took", took, "shared_store", shared)
+		a.log.Info("sync of every node", "job", spec.JobID, "nodes", len(spec.Nodes), "took", took, "shared_store", shared, "prefetch", prefetched)
 	}
 	return nil
 }
