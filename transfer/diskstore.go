@@ -34,6 +34,7 @@ import (
 // nodes need it.
 type DiskStore struct {
 	dir string
+	id  string // see ID
 	// MaxWait bounds how long Get waits for an expected chunk; zero means
 	// two minutes.
 	MaxWait time.Duration
@@ -88,6 +89,11 @@ func NewDiskStore(dir string) (*DiskStore, error) {
 	if err := os.MkdirAll(filepath.Join(dir, packsDir), 0o755); err != nil {
 		return nil, fmt.Errorf("open chunk store: %w", err)
 	}
+	id, err := readStoreID(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open chunk store: %w", err)
+	}
+	s.id = id
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.readNewPacks(true); err != nil {
