@@ -33,6 +33,9 @@ type BuildOptions struct {
 	// known, with the file's absolute path (from several goroutines at
 	// once): BuildAndUpload sends them while the rest is read.
 	onChunks func(abs string, chunks []ChunkRef)
+	// onChunkData, when set, is given each chunk read, with its bytes
+	// (valid during the call only), from several goroutines at once.
+	onChunkData func(ref ChunkRef, data []byte)
 }
 
 // BuildStats counts what BuildManifest found.
@@ -262,6 +265,7 @@ func (t *Tree) hashFiles(ctx context.Context, infos []fs.FileInfo, opts BuildOpt
 				}
 				if fc == nil {
 					fc = newFileChunker()
+					fc.sink = opts.onChunkData
 				}
 				chunks, size, err := chunkFile(ctx, fc, abs)
 				if errors.Is(err, fs.ErrNotExist) {

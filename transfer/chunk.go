@@ -83,6 +83,8 @@ type ChunkRef struct {
 type fileChunker struct {
 	ch  *chunker.Chunker
 	buf []byte
+	// sink, when set, is given each chunk with its bytes.
+	sink func(ChunkRef, []byte)
 }
 
 func newFileChunker() *fileChunker {
@@ -99,7 +101,8 @@ func (c *fileChunker) chunks(r io.Reader) ([]ChunkRef, int64, error) {
 	case errors.Is(err, io.EOF):
 		return nil, 0, nil
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return []ChunkRef{{ID: HashChunk(c.buf[:n]), Size: int64(n)}}, int64(n), nil
+		ref := c.cut(c.buf[:n])
+		return []ChunkRef{ref}, int64(n), nil
 	case err != nil:
 		return nil, 0, err
 	}
@@ -120,9 +123,18 @@ func (c *fileChunker) chunks(r io.Reader) ([]ChunkRef, int64, error) {
 		if err != nil {
 			return nil, 0, err
 		}
-		refs = append(refs, ChunkRef{ID: HashChunk(chunk.Data), Size: int64(chunk.Length)})
+		refs = append(refs, c.cut(chunk.Data))
 		total += int64(chunk.Length)
 	}
+}
+
+// cut hashes one chunk and hands it to the sink.
+func (c *fileChunker) cut(data []byte) ChunkRef {
+	ref := ChunkRef{ID: HashChunk(data), Size: int64(len(data))}
+	if c.sink != nil {
+		c.sink(ref, data)
+	}
+	return ref
 }
 
 func truncate(s string, n int) string {

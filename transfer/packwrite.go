@@ -56,13 +56,8 @@ func (b *packBatch) Put(ctx context.Context, id ChunkID, r io.Reader) error {
 	if ok || b.added[id] {
 		return nil
 	}
-	if b.f == nil {
-		f, err := os.CreateTemp(filepath.Join(b.s.dir, packsDir), "tmp-")
-		if err != nil {
-			b.err = fmt.Errorf("store chunk %s: %w", id, err)
-			return b.err
-		}
-		b.f, b.tmp = f, f.Name()
+	if err := b.open(); err != nil {
+		return err
 	}
 	b.h.Reset()
 	bp := copyBufPool.Get().(*[]byte)

@@ -14,30 +14,45 @@ import (
 // manifest last, as Upload always does; a store holding the manifest
 // holds every chunk of it.
 func BuildAndUpload(ctx context.Context, root string, bopts BuildOptions, dst ChunkStore, uopts UploadOptions) (*Tree, ChunkID, UploadStats, error) {
-	es := newEarlySender(ctx, dst, uopts)
-	bopts.onChunks = es.add
+	var early headStart
+	if ds, ok := dst.(*DiskStore); ok {
+		sink := newStoreSink(ds)
+		bopts.onChunkData = sink.put
+		early = sink
+	} else {
+		es := newEarlySender(ctx, dst, uopts)
+		bopts.onChunks = es.add
+		early = es
+	}
 	tree, err := BuildManifest(ctx, root, bopts)
-	es.close()
+	early.close()
 	if err != nil {
 		return nil, ChunkID{}, UploadStats{}, err
 	}
+	chunks, bytes := early.sent()
 	final := uopts
 	if uopts.Progress != nil {
 		// One "upload" operation for the caller: the closing Upload's
 		// figures come on top of the early ones.
 		final.Progress = func(p Progress) {
-			p.Bytes += es.bytes
-			p.TotalBytes += es.bytes
-			p.Files += es.chunks
-			p.TotalFiles += es.chunks
+			p.Bytes += bytes
+			p.TotalBytes += bytes
+			p.Files += chunks
+			p.TotalFiles += chunks
 			uopts.Progress(p)
 		}
 	}
 	id, st, err := Upload(ctx, &tree.Manifest, tree, dst, final)
-	st.Chunks += es.chunks
-	st.Bytes += es.bytes
-	st.Present = max(0, st.Present-es.chunks)
+	st.Chunks += chunks
+	st.Bytes += bytes
+	st.Present = max(0, st.Present-chunks)
 	return tree, id, st, err
+}
+
+// headStart sends chunks while BuildManifest still reads the tree.
+type headStart interface {
+	close()             // waits until what it was given is sent or given up on
+	sent() (int, int64) // chunks and bytes sent, once closed
 }
 
 // earlyChunk is a chunk to send before the manifest is done: where its
@@ -103,6 +118,8 @@ func (es *earlySender) close() {
 	close(es.in)
 	<-es.done
 }
+
+func (es *earlySender) sent() (int, int64) { return es.chunks, es.bytes }
 
 func (es *earlySender) run() {
 	defer close(es.done)

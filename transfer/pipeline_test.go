@@ -110,3 +110,37 @@ func randomTree(t *testing.T, seed uint64) string {
 	g.finish(t)
 	return src
 }
+
+// TestBuildAndUploadIntoLocalStore: into a DiskStore on this machine the
+// chunks go straight from the read that hashed them, in packs another
+// process sharing the directory (the coordinator) reads; and a client
+// opens the store only when the id its server reported matches.
+func TestBuildAndUploadIntoLocalStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := randomTree(t, 7)
+	dir := t.TempDir()
+	server, err := NewDiskStore(dir)
+	mustNo(t, err)
+	if _, err := OpenLocalStore(dir, "another store's id"); err == nil {
+		t.Fatal("OpenLocalStore with a wrong id: no error")
+	}
+	if _, err := OpenLocalStore("relative/dir", server.ID()); err == nil {
+		t.Fatal("OpenLocalStore of a relative path: no error")
+	}
+	client, err := OpenLocalStore(dir, server.ID())
+	mustNo(t, err)
+	tree, id, st, err := BuildAndUpload(ctx, src, BuildOptions{}, client, UploadOptions{})
+	mustNo(t, err)
+	refs := tree.Manifest.Chunks()
+	if st.Chunks != len(refs) {
+		t.Errorf("stats %+v, want %d chunks stored", st, len(refs))
+	}
+	m, err := FetchManifest(ctx, id, server)
+	mustNo(t, err)
+	for _, r := range m.Chunks() {
+		if data := readChunk(t, server, r.ID); HashChunk(data) != r.ID || int64(len(data)) != r.Size {
+			t.Fatalf("chunk %s: the store holds other bytes", r.ID)
+		}
+	}
+}
