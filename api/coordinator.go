@@ -264,6 +264,15 @@ type ClusterEvent struct {
 	Message string    `json:"message"`
 }
 
+// ChunkStoreInfo is GET /v1/chunk-store: where the coordinator keeps
+// chunks, for a client on its machine to write there directly.
+type ChunkStoreInfo struct {
+	// Dir is the store's directory on the coordinator's machine.
+	Dir string `json:"dir"`
+	// ID is the store's id, as its directory's store-id file holds it.
+	ID string `json:"id"`
+}
+
 // ServerHealth is the coordinator's own status.
 type ServerHealth struct {
 	Version string `json:"version"`

@@ -117,6 +117,19 @@ func (c *Client) Chunks() *transfer.HTTPStore {
 	return transfer.HTTPSource(c.base+"/v1/chunks", &http.Client{Transport: api.TokenTransport{Token: c.token, Next: tr}})
 }
 
+// ChunkStore returns where to upload chunks: the coordinator's own store
+// when this client is on its machine and may write there (no network,
+// no second read of the files), else the coordinator over HTTP.
+func (c *Client) ChunkStore(ctx context.Context) transfer.ChunkStore {
+	var info api.ChunkStoreInfo
+	if c.call(ctx, http.MethodGet, "/v1/chunk-store", nil, &info) == nil {
+		if ds, err := transfer.OpenLocalStore(info.Dir, info.ID); err == nil {
+			return ds
+		}
+	}
+	return c.Chunks()
+}
+
 // Launch creates or reuses a cluster and queues the task on it.
 func (c *Client) Launch(ctx context.Context, req api.LaunchRequest) (*api.SubmitResponse, error) {
 	var out api.SubmitResponse

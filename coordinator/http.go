@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,7 @@ func (s *Server) routes() http.Handler {
 	user("GET /v1/cluster/self", s.handleSelf)
 	user("POST /v1/cluster/join", s.handleJoin)
 	user("GET /v1/cluster/members", s.handleMembers)
+	user("GET /v1/chunk-store", s.handleChunkStore)
 	// Agents authenticate with their cluster's token.
 	mux.Handle("/v1/chunks/", s.chunkHandler())
 	mux.HandleFunc("POST /v1/agent/job-events", s.handleJobEvent)
@@ -159,6 +161,17 @@ func (s *Server) chunkHandler() http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// handleChunkStore says where this replica keeps chunks: a client on its
+// machine, as its user, writes them there without the network.
+func (s *Server) handleChunkStore(w http.ResponseWriter, r *http.Request) {
+	dir, err := filepath.Abs(s.chunks.Dir())
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.ChunkStoreInfo{Dir: dir, ID: s.chunks.ID()})
 }
 
 // handleNodeEvent records a node an agent saw die (by gossip): the

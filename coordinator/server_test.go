@@ -52,7 +52,7 @@ func TestEveryEndpointNeedsTheToken(t *testing.T) {
 	_, addr := startServer(t)
 	for _, ep := range []struct{ method, path string }{
 		{"GET", "/v1/health"}, {"GET", "/v1/clusters"}, {"POST", "/v1/launch"}, {"POST", "/v1/chunks/missing"}, {"PUT", "/v1/chunks/" + strings.Repeat("b", 64)}, {"POST", "/v1/plan"}, {"GET", "/v1/check"}, {"GET", "/v1/ssh-keys"}, {"POST", "/v1/ssh-keys/forget"}, {"GET", "/v1/clusters/x/shell"}, {"POST", "/v1/agent/node-events"},
-		{"GET", "/v1/clusters/x/jobs"}, {"POST", "/v1/clusters/x/down"}, {"POST", "/v1/shutdown"},
+		{"GET", "/v1/clusters/x/jobs"}, {"POST", "/v1/clusters/x/down"}, {"POST", "/v1/shutdown"}, {"GET", "/v1/chunk-store"},
 		{"GET", "/v1/chunks/" + strings.Repeat("a", 64)}, {"POST", "/v1/agent/job-events"},
 	} {
 		req, _ := http.NewRequest(ep.method, "http://"+addr+ep.path, strings.NewReader("{}"))

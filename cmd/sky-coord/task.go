@@ -202,7 +202,7 @@ func uploadTree(ctx context.Context, c *client.Client, src, what string) (string
 	bar := newSyncBar(what)
 	defer bar.done()
 	tree, id, st, err := transfer.BuildAndUpload(ctx, src, transfer.BuildOptions{Cache: cache, Progress: bar.update},
-		c.Chunks(), transfer.UploadOptions{Parallel: 8, Progress: bar.update})
+		c.ChunkStore(ctx), transfer.UploadOptions{Parallel: 8, Progress: bar.update})
 	if err != nil {
 		return "", err
 	}
