@@ -112,6 +112,12 @@ func (s *DiskStore) readNewPacks(cleanup bool) error {
 	if err != nil {
 		return err
 	}
+	type packIndex struct {
+		name string
+		idx  []packEntry
+	}
+	var read []packIndex
+	total := 0
 	for _, e := range entries {
 		name := e.Name()
 		if s.packs[name] {
@@ -134,9 +140,16 @@ func (s *DiskStore) readNewPacks(cleanup bool) error {
 			}
 			continue
 		}
-		for _, c := range idx {
+		read = append(read, packIndex{name, idx})
+		total += len(idx)
+	}
+	if len(s.index) == 0 && total > 0 {
+		s.index = make(map[ChunkID]chunkInPack, total) // a big store opens without rehashing
+	}
+	for _, r := range read {
+		for _, c := range r.idx {
 			if _, ok := s.index[c.id]; !ok {
-				s.index[c.id] = chunkInPack{pack: name, off: c.off, size: c.size}
+				s.index[c.id] = chunkInPack{pack: r.name, off: c.off, size: c.size}
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -197,6 +198,9 @@ func uploadTree(ctx context.Context, c *client.Client, src, what string) (string
 	}
 	sum := sha256.Sum256([]byte(abs))
 	cachePath := filepath.Join(skyHome(), "cache", "stat-"+hex.EncodeToString(sum[:8]))
+	// Describing a big tree allocates much that lives until the end: a
+	// collector at its default pace would run many times for nothing.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	cache := transfer.LoadStatCache(cachePath)
 	start := time.Now()
 	bar := newSyncBar(what)
