@@ -180,9 +180,11 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 		return fmt.Errorf("sync %s: %w", ref.Dest, err)
 	}
 	need := plan.Chunks()
-	if len(req.Origins) == 0 {
+	if len(req.Origins) == 0 && a.cfg.ChunkDir == "" {
 		// Without origins this node is the origin of the others: it
-		// holds every chunk, not only those its own copy lacks.
+		// holds every chunk, not only those its own copy lacks. (Nodes
+		// sharing one store read it directly; the head's prefetch
+		// filled it.)
 		need = m.Chunks()
 	}
 	f := transfer.Fetcher{Store: a.chunks, Origins: origins, Parallel: 8}
