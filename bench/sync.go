@@ -102,7 +102,7 @@ func (sb *syncBench) run(ctx context.Context) string {
 	fmt.Fprintf(&b, "Tree: %d files, %.0f MB (5,000 files of 1–40 KB and 5 × 20 MB, last modified an hour before the run), on local disk; %d nodes on this machine, %s. "+
 		"%d trials, each with a tree, cluster and rsync targets of its own; medians, with every trial's figure after them. "+
 		"sky-coord's first figure is the wall time of `sky-coord exec CLUSTER task.yaml` (upload, sync to every node, an `echo` run, job SUCCEEDED; the same exec without a workdir took %s); "+
-		"*upload* is what exec reports for scanning the tree and sending the coordinator what it lacks, *nodes* what the job log reports for bringing every node's copy into place.\n\n",
+		"*upload* is what exec reports for scanning the tree and giving the coordinator what it lacks (the CLI runs on the coordinator's machine, so it writes into the coordinator's chunk store as it hashes; elsewhere the chunks go over HTTP), *nodes* what the job log reports for bringing every node's copy into place.\n\n",
 		files, float64(treeBytes)/1e6, syncNodes, sharing(), syncTrials, secs(bare))
 	b.WriteString("| measure | sky-coord | reference (same run) | ratio | goal |\n|---|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| first sync to %d nodes (exec wall) | %s (%s) | one `rsync -a`: %s (%s) | %.2f× | ≤ 1.5× |\n", syncNodes, secs(first), all(func(t syncTrial) time.Duration { return t.first }), secs(one), all(func(t syncTrial) time.Duration { return t.one }), first.Seconds()/one.Seconds())
