@@ -152,12 +152,6 @@ type fuseServer interface {
 // Dst is the mount's path.
 func (m *Mounted) Dst() string { return m.spec.Dst }
 
-// Mode is the mount's mode.
-func (m *Mounted) Mode() Mode { return m.spec.Mode }
-
-// Store is the store the mount reads and writes.
-func (m *Mounted) Store() Store { return m.st }
-
 // Flush blocks until every file written under a MOUNT_CACHED mount is in
 // the bucket, calling progress (when not nil) about once a second and
 // when the count changes. Uploads still waiting out WriteBack start at

@@ -84,9 +84,6 @@ func StartS3(t testing.TB, opts Options) *S3 {
 // Close stops the endpoint.
 func (s *S3) Close() error { return s.srv.Close() }
 
-// CreateBucket creates an empty bucket.
-func (s *S3) CreateBucket(name string) error { return s.Backend.CreateBucket(name) }
-
 // Env is what points the AWS SDK (and the mounts package) at the endpoint,
 // with credentials it accepts.
 func (s *S3) Env() map[string]string {
@@ -189,12 +186,6 @@ func (g *GCS) Close() error {
 	err := g.srv.Close()
 	g.Server.Stop()
 	return err
-}
-
-// CreateBucket creates an empty bucket.
-func (g *GCS) CreateBucket(name string) error {
-	g.Server.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: name})
-	return nil
 }
 
 // Env is what points cloud.google.com/go/storage at the endpoint.
