@@ -141,9 +141,11 @@ func isNewDir(dest string) bool {
 // below it, and which paths the node's own layer may have changed. Apply
 // then looks only at those, and a re-sync costs in proportion to what
 // the job and earlier syncs changed, not to the size of the tree. It
-// returns nil for any other destination: Apply looks at every path.
+// returns nil for any other destination, and when the node's layer holds
+// more entries than the tree has (files == len(manifest entries)), where
+// looking at the tree's paths is cheaper: Apply looks at every path.
 // Call it with syncMu held.
-func (a *Agent) viewOf(dest string) *transfer.View {
+func (a *Agent) viewOf(dest string, files int) *transfer.View {
 	base := a.overlayBase(dest)
 	data, err := os.ReadFile(filepath.Join(base, "mount.json"))
 	var rec seedRecord
@@ -165,7 +167,10 @@ func (a *Agent) viewOf(dest string) *transfer.View {
 		}
 		a.layers[rec.Lower] = layer
 	}
-	changed, err := upperChanges(upper)
+	changed, err := upperChanges(upper, files)
+	if errors.Is(err, errLayerTooBig) {
+		return nil
+	}
 	if err != nil {
 		a.log.Warn("read the node's own layer; looking at every path", "dest", dest, "err", err)
 		return nil
@@ -173,11 +178,15 @@ func (a *Agent) viewOf(dest string) *transfer.View {
 	return &transfer.View{Lower: layer, Changed: changed}
 }
 
+// errLayerTooBig: the upper layer holds more than the walk's limit.
+var errLayerTooBig = errors.New("the node's own layer holds more entries than the tree")
+
 // upperChanges walks an overlayfs upper layer and returns which paths of
 // the view it may change: every path it holds, and every path below one
 // that hides the lower layer (a file or whiteout, or a directory that is
-// opaque or redirected elsewhere).
-func upperChanges(upper string) (func(rel string) bool, error) {
+// opaque or redirected elsewhere). It gives up with errLayerTooBig past
+// limit entries.
+func upperChanges(upper string, limit int) (func(rel string) bool, error) {
 	if hidesLower(upper) {
 		return func(string) bool { return true }, nil
 	}
@@ -186,6 +195,9 @@ func upperChanges(upper string) (func(rel string) bool, error) {
 	err := filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == upper {
 			return err
+		}
+		if len(holds) >= limit {
+			return errLayerTooBig
 		}
 		rel := filepath.ToSlash(p[len(upper)+1:])
 		holds[rel] = true
