@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -340,48 +339,22 @@ func (a *applier) writeFiles(ctx context.Context, files []int) error {
 	}
 	groups := groupByDir(files, func(i int) string { return filepath.Dir(a.actions[i].staged) })
 	m := newMeter(a.opts.Progress, "apply", len(files), total)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu       sync.Mutex
-		next     int
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	for range min(a.opts.Workers, len(groups)) {
-		wg.Go(func() {
-			buf := copyBufPool.Get().(*[]byte)
-			defer copyBufPool.Put(buf)
-			for {
-				mu.Lock()
-				if next == len(groups) || firstErr != nil {
-					mu.Unlock()
-					return
-				}
-				g := groups[next]
-				next++
-				mu.Unlock()
-				for _, i := range g {
-					e, act := &a.m.Entries[i], &a.actions[i]
-					rec, err := a.writeFile(ctx, act.staged, e, *buf)
-					if err != nil {
-						mu.Lock()
-						if firstErr == nil {
-							firstErr = err
-							cancel()
-						}
-						mu.Unlock()
-						return
-					}
-					act.rec = rec
-					m.add(1, e.Size)
-				}
+	err := eachParallel(ctx, a.opts.Workers, len(groups), func(ctx context.Context, g int) error {
+		buf := copyBufPool.Get().(*[]byte)
+		defer copyBufPool.Put(buf)
+		for _, i := range groups[g] {
+			e, act := &a.m.Entries[i], &a.actions[i]
+			rec, err := a.writeFile(ctx, act.staged, e, *buf)
+			if err != nil {
+				return err
 			}
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+			act.rec = rec
+			m.add(1, e.Size)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	a.stats.Written += len(files)
 	a.stats.WrittenBytes += total

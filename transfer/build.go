@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -212,87 +212,53 @@ func (t *Tree) hashFiles(ctx context.Context, infos []fs.FileInfo, opts BuildOpt
 	}
 	workers = max(1, min(workers, len(files)))
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu       sync.Mutex
-		firstErr error
-		next     int
-		wg       sync.WaitGroup
-	)
-	fail := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-			cancel()
+	var read, readBytes atomic.Int64
+	err := eachParallel(ctx, workers, len(files), func(ctx context.Context, n int) error {
+		i := files[n]
+		e, fi := &t.Manifest.Entries[i], infos[i]
+		abs := t.root
+		if e.Path != RootPath {
+			abs = filepath.Join(t.root, filepath.FromSlash(e.Path))
 		}
-		mu.Unlock()
-	}
-	for range workers {
-		wg.Go(func() {
-			var fc *fileChunker
-			var read int
-			var readBytes int64
-			defer func() {
-				mu.Lock()
-				t.Stats.Read += read
-				t.Stats.ReadSize += readBytes
-				mu.Unlock()
-			}()
-			for {
-				mu.Lock()
-				if next == len(files) || firstErr != nil {
-					mu.Unlock()
-					return
-				}
-				i := files[next]
-				next++
-				mu.Unlock()
-				e, fi := &t.Manifest.Entries[i], infos[i]
-				abs := t.root
-				if e.Path != RootPath {
-					abs = filepath.Join(t.root, filepath.FromSlash(e.Path))
-				}
-				if opts.Cache != nil {
-					if chunks, ok := opts.Cache.lookup(e.Path, fi); ok {
-						e.Chunks = chunks
-						if opts.onChunks != nil {
-							opts.onChunks(abs, chunks)
-						}
-						m.add(1, e.Size)
-						continue
-					}
-				}
-				if fc == nil {
-					fc = newFileChunker()
-					fc.sink = opts.onChunkData
-				}
-				chunks, size, err := chunkFile(ctx, fc, abs)
-				if errors.Is(err, fs.ErrNotExist) {
-					// Removed after the walk: describe it as empty rather
-					// than fail; the next sync drops it.
-					chunks, size, err = nil, 0, nil
-				}
-				if err != nil {
-					fail(fmt.Errorf("read %s: %w", e.Path, err))
-					return
-				}
-				e.Chunks, e.Size = chunks, size
+		if opts.Cache != nil {
+			if chunks, ok := opts.Cache.lookup(e.Path, fi); ok {
+				e.Chunks = chunks
 				if opts.onChunks != nil {
 					opts.onChunks(abs, chunks)
 				}
-				read++
-				readBytes += size
-				if opts.Cache != nil && size == fi.Size() {
-					opts.Cache.remember(e.Path, fi, chunks)
-				}
-				m.add(1, size)
+				m.add(1, e.Size)
+				return nil
 			}
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+		}
+		fc := chunkerPool.Get().(*fileChunker)
+		fc.sink = opts.onChunkData
+		chunks, size, err := chunkFile(ctx, fc, abs)
+		fc.sink = nil
+		chunkerPool.Put(fc)
+		if errors.Is(err, fs.ErrNotExist) {
+			// Removed after the walk: describe it as empty rather than
+			// fail; the next sync drops it.
+			chunks, size, err = nil, 0, nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", e.Path, err)
+		}
+		e.Chunks, e.Size = chunks, size
+		if opts.onChunks != nil {
+			opts.onChunks(abs, chunks)
+		}
+		read.Add(1)
+		readBytes.Add(size)
+		if opts.Cache != nil && size == fi.Size() {
+			opts.Cache.remember(e.Path, fi, chunks)
+		}
+		m.add(1, size)
+		return nil
+	})
+	t.Stats.Read += int(read.Load())
+	t.Stats.ReadSize += readBytes.Load()
+	if err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/restic/chunker"
 	"github.com/zeebo/blake3"
@@ -90,6 +91,10 @@ type fileChunker struct {
 func newFileChunker() *fileChunker {
 	return &fileChunker{buf: make([]byte, MaxChunkSize)}
 }
+
+// chunkerPool holds file chunkers (each with a MaxChunkSize buffer)
+// between files.
+var chunkerPool = sync.Pool{New: func() any { return newFileChunker() }}
 
 // chunks reads r to its end and returns its chunk list and length; empty
 // content has no chunks.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 )
 
 // UploadOptions tunes Upload.
@@ -104,51 +103,24 @@ func putChunks(ctx context.Context, refs []ChunkRef, src Source, dst ChunkStore,
 	}
 	batches = append(batches, cur)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu       sync.Mutex
-		next     int
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	open := func(id ChunkID) (io.ReadCloser, error) { return src.Get(ctx, id) }
-	for range min(parallel, len(batches)) {
-		wg.Go(func() {
-			for {
-				mu.Lock()
-				if next == len(batches) || firstErr != nil {
-					mu.Unlock()
-					return
-				}
-				b := batches[next]
-				next++
-				mu.Unlock()
-				err := putBatch(ctx, b, open, dst)
-				if err == nil {
-					var n int64
-					for _, r := range b {
-						n += r.Size
-					}
-					m.add(len(b), n)
-					continue
-				}
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-					cancel()
-				}
-				mu.Unlock()
-				return
-			}
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		if errors.Is(firstErr, context.Canceled) && ctx.Err() != nil {
+	err := eachParallel(ctx, parallel, len(batches), func(ctx context.Context, i int) error {
+		b := batches[i]
+		open := func(id ChunkID) (io.ReadCloser, error) { return src.Get(ctx, id) }
+		if err := putBatch(ctx, b, open, dst); err != nil {
+			return err
+		}
+		var n int64
+		for _, r := range b {
+			n += r.Size
+		}
+		m.add(len(b), n)
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			return fmt.Errorf("upload: %w", context.Cause(ctx))
 		}
-		return fmt.Errorf("upload: %w", firstErr)
+		return fmt.Errorf("upload: %w", err)
 	}
 	return nil
 }
