@@ -35,7 +35,26 @@ type ApplyOptions struct {
 	// have changed are looked at. A re-sync then costs in proportion to
 	// what changed, and still puts back what the job edited.
 	View *View
+	// Record, when set, is the record of dst a plan of the last Apply
+	// there returned (ApplyPlan.Record), which its caller vouches is
+	// still what the state file holds: Apply then does not read the file.
+	// One of another destination or state file is not used.
+	Record *Record
 }
+
+// Record is what Apply knows of a destination after applying a manifest
+// there: the manifest's entries and how each file looked on disk right
+// after. It is what the state file holds; a caller that syncs the same
+// destination again and again keeps it, so as not to read the file each
+// time (ApplyOptions.Record).
+type Record struct {
+	st    *applyState
+	state string // the state file
+}
+
+// Entries returns the entries of the manifest the record is of. They are
+// shared: do not change them.
+func (r *Record) Entries() []Entry { return r.st.entries }
 
 // ApplyStats counts what Apply did.
 type ApplyStats struct {
@@ -81,6 +100,7 @@ func Apply(ctx context.Context, m *Manifest, src Source, dst string, opts ApplyO
 type ApplyPlan struct {
 	a    *applier
 	used bool
+	rec  *Record
 }
 
 // PlanApply looks at dst and plans the application of m. Fetch the plan's
@@ -128,8 +148,16 @@ func (p *ApplyPlan) Apply(ctx context.Context, src Source) (ApplyStats, error) {
 	if err := p.a.run(ctx); err != nil {
 		return p.a.stats, fmt.Errorf("sync to %s: %w", p.a.dst, err)
 	}
+	if p.a.next != nil {
+		p.rec = &Record{st: p.a.next, state: p.a.state}
+	}
 	return p.a.stats, nil
 }
+
+// Record returns the record of the destination once the plan is applied,
+// to pass to the next Apply there (ApplyOptions.Record); nil before, after
+// a failure, and for a destination that is one file.
+func (p *ApplyPlan) Record() *Record { return p.rec }
 
 type actionKind int
 
@@ -158,8 +186,8 @@ type applier struct {
 	state string
 
 	prev    *applyState
-	prevBy  map[string]*Entry
-	newBy   map[string]bool
+	from    []int       // by entry: the index of its path in prev, or -1
+	next    *applyState // once saved
 	actions []action
 	fresh   bool   // dst does not exist: build beside it
 	work    string // the directory being written: dst, or the tree beside it
@@ -239,7 +267,8 @@ func (a *applier) plan() error {
 		if fi.IsDir() {
 			return errors.New("a directory is there, and the source is a file; remove it or choose another destination")
 		}
-		a.actions[0] = a.fileAction(root, fi, nil)
+		a.from = []int{-1} // a file has no record to go by
+		a.actions[0] = a.fileAction(0, fi)
 		return nil
 	}
 	if fi.Mode()&fs.ModeSymlink != 0 {
@@ -250,15 +279,7 @@ func (a *applier) plan() error {
 	if !fi.IsDir() {
 		return errors.New("it exists and is not a directory; remove it or choose another destination")
 	}
-	a.prev = loadState(a.state, a.dst)
-	a.prevBy = make(map[string]*Entry, len(a.prev.entries))
-	for i := range a.prev.entries {
-		a.prevBy[a.prev.entries[i].Path] = &a.prev.entries[i]
-	}
-	a.newBy = make(map[string]bool, len(a.m.Entries))
-	for i := range a.m.Entries {
-		a.newBy[a.m.Entries[i].Path] = true
-	}
+	a.loadPrev()
 	a.actions[0] = action{kind: actKeep, onDisk: fi}
 	stats := a.statAll()
 	// Below a directory being created or replaced there is nothing yet;
@@ -277,9 +298,9 @@ func (a *applier) plan() error {
 			continue
 		}
 		if a.opts.SkipUnchanged {
-			if prev := a.prevBy[e.Path]; prev != nil && sameEntry(prev, e) {
+			if j := a.from[i]; j >= 0 && sameEntry(&a.prev.entries[j], e) {
 				// Trusted as the last Apply left it; onDisk stays nil.
-				a.actions[i] = action{kind: actKeep, rec: a.prev.records[e.Path]}
+				a.actions[i] = action{kind: actKeep, rec: a.prev.recs[j]}
 				continue
 			}
 		}
@@ -305,7 +326,7 @@ func (a *applier) plan() error {
 				fresh[e.Path] = true
 			}
 		case TypeFile:
-			act = a.fileAction(e, fi, a.prevBy[e.Path])
+			act = a.fileAction(i, fi)
 		case TypeSymlink:
 			act.kind = actCreate
 			if fi != nil {
@@ -344,7 +365,7 @@ func (a *applier) statAll() []statResult {
 	for i := 1; i < len(a.m.Entries); i++ {
 		e := &a.m.Entries[i]
 		if a.opts.SkipUnchanged {
-			if prev := a.prevBy[e.Path]; prev != nil && sameEntry(prev, e) {
+			if j := a.from[i]; j >= 0 && sameEntry(&a.prev.entries[j], e) {
 				continue
 			}
 		}
@@ -381,10 +402,40 @@ func sameEntry(a, b *Entry) bool {
 		a.Target == b.Target && sameChunks(a.Chunks, b.Chunks)
 }
 
+// loadPrev takes the record of the last Apply, from ApplyOptions.Record
+// or the state file, and matches its entries with the manifest's.
+func (a *applier) loadPrev() {
+	if r := a.opts.Record; r != nil && r.state == a.state && r.st.dst == a.dst {
+		a.prev = r.st
+	} else {
+		a.prev = loadState(a.state, a.dst)
+	}
+	a.from = matchEntries(a.prev.entries, a.m.Entries)
+}
+
+// matchEntries returns, for each entry of next, the index of the entry at
+// its path in prev, or -1. Both are sorted.
+func matchEntries(prev, next []Entry) []int {
+	from := make([]int, len(next))
+	j := 0
+	for i := range next {
+		for j < len(prev) && comparePaths(prev[j].Path, next[i].Path) < 0 {
+			j++
+		}
+		from[i] = -1
+		if j < len(prev) && prev[j].Path == next[i].Path {
+			from[i] = j
+		}
+	}
+	return from
+}
+
 // fileAction decides whether the file on disk (fi, nil if none) already
-// holds e. A file recorded by the last Apply and unchanged since holds
-// what was recorded; any other is judged by size and mtime, as rsync does.
-func (a *applier) fileAction(e *Entry, fi fs.FileInfo, prev *Entry) action {
+// holds entry i. A file recorded by the last Apply and unchanged since
+// holds what was recorded; any other is judged by size and mtime, as rsync
+// does.
+func (a *applier) fileAction(i int, fi fs.FileInfo) action {
+	e := &a.m.Entries[i]
 	if fi == nil {
 		return action{kind: actCreate}
 	}
@@ -393,9 +444,9 @@ func (a *applier) fileAction(e *Entry, fi fs.FileInfo, prev *Entry) action {
 	}
 	_, ino, _ := fileIdentity(fi)
 	mtime := fi.ModTime().UnixNano()
-	if prev != nil && prev.Type == TypeFile {
-		if r, ok := a.prev.records[e.Path]; ok && r.ino == ino && r.size == fi.Size() && r.mtime == mtime {
-			if sameChunks(prev.Chunks, e.Chunks) {
+	if j := a.from[i]; j >= 0 && a.prev.entries[j].Type == TypeFile {
+		if r := a.prev.recs[j]; r.ino == ino && r.size == fi.Size() && r.mtime == mtime {
+			if sameChunks(a.prev.entries[j].Chunks, e.Chunks) {
 				return action{kind: actKeep, onDisk: fi, rec: r}
 			}
 			return action{kind: actReplace, onDisk: fi}
@@ -421,13 +472,13 @@ func (a *applier) checkOwnedTree(rel string) error {
 		}
 		r, _ := filepath.Rel(a.work, p)
 		r = filepath.ToSlash(r)
-		prev := a.prevBy[r]
-		ok := prev != nil && !a.newBy[r]
+		j := a.prev.find(r)
+		ok := j >= 0 && findEntry(a.m.Entries, r) < 0
 		if ok && !d.IsDir() {
 			fi, err := d.Info()
-			ok = err == nil && a.ownedUnchanged(r, prev, fi)
+			ok = err == nil && a.ownedUnchanged(j, fi)
 		} else if ok {
-			ok = prev.Type == TypeDir
+			ok = a.prev.entries[j].Type == TypeDir
 		}
 		if !ok {
 			return fmt.Errorf("cannot put %s in place of directory %s: it holds %s, which sky-coord did not put there (or which was changed since); move it away and sync again", rel, rel, r)
@@ -436,19 +487,20 @@ func (a *applier) checkOwnedTree(rel string) error {
 	})
 }
 
-// ownedUnchanged reports whether the non-directory at rel is still as the
-// last Apply left it.
-func (a *applier) ownedUnchanged(rel string, prev *Entry, fi fs.FileInfo) bool {
+// ownedUnchanged reports whether the non-directory at the path of the
+// last Apply's entry j is still as it left it.
+func (a *applier) ownedUnchanged(j int, fi fs.FileInfo) bool {
+	prev := &a.prev.entries[j]
 	switch prev.Type {
 	case TypeFile:
-		r, ok := a.prev.records[rel]
+		r := a.prev.recs[j]
 		_, ino, _ := fileIdentity(fi)
-		return ok && fi.Mode().IsRegular() && r.ino == ino && r.size == fi.Size() && r.mtime == fi.ModTime().UnixNano()
+		return fi.Mode().IsRegular() && r.ino == ino && r.size == fi.Size() && r.mtime == fi.ModTime().UnixNano()
 	case TypeSymlink:
 		if fi.Mode()&fs.ModeSymlink == 0 {
 			return false
 		}
-		t, err := os.Readlink(a.abs(rel))
+		t, err := os.Readlink(a.abs(prev.Path))
 		return err == nil && t == prev.Target
 	}
 	return false

@@ -171,9 +171,6 @@ func (a *applier) applyInPlace(ctx context.Context) (err error) {
 	if err := a.setDirMeta(touched); err != nil {
 		return err
 	}
-	if !staged && len(touched) == 0 && a.stateUnchanged() {
-		return nil
-	}
 	return a.saveState()
 }
 
@@ -184,7 +181,7 @@ func (a *applier) removeStaleStages() {
 		return
 	}
 	for _, e := range entries {
-		if e.IsDir() && strings.HasPrefix(e.Name(), stagePrefix) && !a.newBy[e.Name()] {
+		if e.IsDir() && strings.HasPrefix(e.Name(), stagePrefix) && findEntry(a.m.Entries, e.Name()) < 0 {
 			_ = removeTree(filepath.Join(a.dst, e.Name())) // best effort: only leftovers
 		}
 	}
@@ -195,9 +192,15 @@ func (a *applier) removeStaleStages() {
 // when empty.
 func (a *applier) deleteGone(touched map[string]bool) error {
 	a.realDir = map[string]bool{RootPath: true}
+	kept := make([]bool, len(a.prev.entries))
+	for _, j := range a.from {
+		if j >= 0 {
+			kept[j] = true
+		}
+	}
 	for i := len(a.prev.entries) - 1; i >= 0; i-- {
 		e := &a.prev.entries[i]
-		if e.Path == RootPath || a.newBy[e.Path] || !a.underRealDirs(e.Path) {
+		if e.Path == RootPath || kept[i] || !a.underRealDirs(e.Path) {
 			continue
 		}
 		p := a.abs(e.Path)
@@ -225,7 +228,7 @@ func (a *applier) deleteGone(touched map[string]bool) error {
 			}
 			continue
 		}
-		if !a.ownedUnchanged(e.Path, e, fi) {
+		if !a.ownedUnchanged(i, fi) {
 			a.stats.Kept++
 			continue
 		}
@@ -526,27 +529,22 @@ func (a *applier) applyFile(ctx context.Context) error {
 	return nil
 }
 
-// stateUnchanged reports whether the state file already says what
-// saveState would write: same entries, same file records.
-func (a *applier) stateUnchanged() bool {
-	if a.prev == nil || len(a.prev.entries) != len(a.m.Entries) {
-		return false
-	}
-	for i := range a.m.Entries {
-		e, p := &a.m.Entries[i], &a.prev.entries[i]
-		if e.Path != p.Path || !sameEntry(e, p) {
-			return false
-		}
-		if e.Type == TypeFile && a.prev.records[e.Path] != a.actions[i].rec {
-			return false
-		}
-	}
-	return true
-}
-
-// saveState records the manifest just applied and its files' records.
+// saveState records the manifest just applied and its files' records:
+// in a journal record of what changed since the last Apply, or whole.
 func (a *applier) saveState() error {
-	return writeState(a.state, a.dst, a.m.Entries, func(i int) fileRecord { return a.actions[i].rec })
+	prev, from := a.prev, a.from
+	if prev == nil { // a fresh tree, or Adopt: no record to build on
+		prev, from = &applyState{dst: a.dst, rewrite: true}, make([]int, len(a.m.Entries))
+		for i := range from {
+			from[i] = -1
+		}
+	}
+	next, err := prev.write(a.state, a.m.Entries, from, func(i int) fileRecord { return a.actions[i].rec })
+	if err != nil {
+		return err
+	}
+	a.next = next
+	return nil
 }
 
 func randomHex() string {

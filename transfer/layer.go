@@ -33,7 +33,7 @@ func LoadLayer(dir, stateFile string) (*Layer, error) {
 		e := &st.entries[i]
 		infos[i].e = e
 		if e.Type == TypeFile {
-			infos[i].rec = st.records[e.Path]
+			infos[i].rec = st.recs[i]
 		}
 		l.infos[e.Path] = &infos[i]
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -110,10 +111,34 @@ func syncRoundTrip(t *testing.T, seed uint64) {
 	mustNo(t, os.WriteFile(filepath.Join(src, "build", "out", "a.o"), []byte("obj"), 0o644))
 	store, err := NewDiskStore(filepath.Join(tmp, "store"))
 	mustNo(t, err)
+	var m Manifest
 	cache := NewStatCache()
 	cacheFile := filepath.Join(tmp, "statcache")
 	inPlace := filepath.Join(tmp, "node", "sky_workdir")
 	jobFiles := map[string]node{}
+	// The in-place destination is synced as an agent syncs it: with the
+	// record of the last Apply kept in memory, checked each time against
+	// what the state file (snapshot and journal) reads back as.
+	var rec *Record
+	applyInPlace := func() (ApplyStats, error) {
+		p, err := PlanApply(&m, inPlace, ApplyOptions{Record: rec})
+		if err != nil {
+			rec = nil
+			return ApplyStats{}, err
+		}
+		st, err := p.Apply(ctx, store)
+		if rec = p.Record(); rec != nil {
+			abs, _ := filepath.Abs(inPlace)
+			onDisk := loadState(DefaultStateFile(abs), abs)
+			if diff := cmp.Diff(rec.st.entries, onDisk.entries); diff != "" {
+				t.Fatalf("state file's entries differ from the record in memory (-memory +file):\n%s", diff)
+			}
+			if !slices.Equal(rec.st.recs, onDisk.recs) {
+				t.Fatalf("state file's records differ from those in memory")
+			}
+		}
+		return st, err
+	}
 
 	for round := range 4 {
 		writeTestIgnores(t, src)
@@ -128,7 +153,7 @@ func syncRoundTrip(t *testing.T, seed uint64) {
 		}
 		mustNo(t, cache.Save(cacheFile))
 		cache = LoadStatCache(cacheFile)
-		m, err := FetchManifest(ctx, mid, store)
+		m, err = FetchManifest(ctx, mid, store)
 		if err != nil {
 			t.Fatalf("round %d: FetchManifest: %v", round, err)
 		}
@@ -145,7 +170,7 @@ func syncRoundTrip(t *testing.T, seed uint64) {
 			t.Fatalf("round %d: fresh destination differs from source (-want +got):\n%s", round, diff)
 		}
 
-		st, err := Apply(ctx, &m, store, inPlace, ApplyOptions{})
+		st, err := applyInPlace()
 		for try := 0; try < 10 && err != nil && strings.Contains(err.Error(), "did not put there"); try++ {
 			// The source put a file where the job has a directory with
 			// files of its own: refused, as it must be. Move the job's
@@ -157,7 +182,7 @@ func syncRoundTrip(t *testing.T, seed uint64) {
 				mustNo(t, os.Remove(filepath.Join(inPlace, filepath.FromSlash(rel))))
 				delete(jobFiles, rel)
 			}
-			st, err = Apply(ctx, &m, store, inPlace, ApplyOptions{})
+			st, err = applyInPlace()
 		}
 		if err != nil {
 			t.Fatalf("round %d: Apply in place: %v", round, err)
@@ -188,7 +213,7 @@ func syncRoundTrip(t *testing.T, seed uint64) {
 			}
 		}
 		// A second apply of the same manifest writes nothing.
-		st2, err := Apply(ctx, &m, store, inPlace, ApplyOptions{})
+		st2, err := applyInPlace()
 		mustNo(t, err)
 		if st2.Written != 0 || st2.Deleted != 0 || st2.Dirs != 0 || st2.Symlinks != 0 {
 			t.Fatalf("round %d: re-applying the same manifest changed things: %+v", round, st2)
