@@ -82,6 +82,10 @@ func startGossip(ctx context.Context, cfg gossipConfig) (*membership, error) {
 	c.GossipInterval = 100 * time.Millisecond
 	c.TCPTimeout = 2 * time.Second
 	c.PushPullInterval = 10 * time.Second
+	// Messages here are a few hundred bytes: compressing each (LZW, with
+	// a fresh table every time) cost more CPU than all else memberlist
+	// does, and saved nothing worth it on a cluster's network.
+	c.EnableCompression = false
 	c.Delegate = m
 	c.Events = m
 	c.Logger = log.New(logWriter{m.log}, "", 0)
