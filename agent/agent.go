@@ -77,8 +77,16 @@ type Agent struct {
 	chunkClient *http.Client
 	syncMu      sync.Mutex
 	// layers are the machine's copies under this node's views, as read
-	// once (they never change), by directory; guarded by syncMu.
+	// once (they never change), by directory; views are the mounts found
+	// to be this node's views, by destination. Both guarded by syncMu.
 	layers map[string]*transfer.Layer
+	views  map[string]mountID
+	// synced is what this node last synced, by destination (synced.go);
+	// manifests are the last few manifests it decoded. treesMu guards
+	// both.
+	treesMu   sync.Mutex
+	synced    map[string]syncedTree
+	manifests map[transfer.ChunkID]*transfer.Manifest
 
 	// goodCoord indexes coordinators(): the replica that last took a
 	// report.

@@ -184,9 +184,12 @@ func (a *Agent) syncAll(j *job) error {
 	}
 	headReq := api.NodeSyncRequest{Blobs: spec.Blobs, Mounts: spec.Mounts, MountEnv: spec.MountEnv}
 	shared := a.cfg.ChunkDir != "" && len(workers) > 0
+	// What the head synced before, for the workers' deltas: taken before
+	// its own sync replaces it.
+	bases := a.syncedBases(spec.Blobs)
 	var prefetched time.Duration
 	if shared {
-		if err := a.prefetch(j.ctx, spec.Blobs); err != nil {
+		if err := a.prefetch(j.ctx, spec.Blobs, bases); err != nil {
 			return fmt.Errorf("node %d (%s): %w", head.Rank, head.IP, err)
 		}
 		prefetched = time.Since(start)
@@ -197,6 +200,7 @@ func (a *Agent) syncAll(j *job) error {
 	for i, n := range workers {
 		peers[i] = n.Addr
 	}
+	deltas := a.deltas(j.ctx, spec.Blobs, bases)
 	errs := make([]error, len(workers)+1)
 	var wg sync.WaitGroup
 	if shared {
@@ -209,7 +213,7 @@ func (a *Agent) syncAll(j *job) error {
 	for i, n := range workers {
 		wg.Go(func() {
 			req := api.NodeSyncRequest{Blobs: spec.Blobs, Origins: []string{a.cfg.Bind}, Peers: peers, Self: i,
-				Mounts: spec.Mounts, MountEnv: spec.MountEnv}
+				Mounts: spec.Mounts, MountEnv: spec.MountEnv, Deltas: deltas}
 			if err := a.node(n).sync(j.ctx, req); err != nil {
 				errs[i] = fmt.Errorf("node %d (%s): %w", n.Rank, n.IP, err)
 			}

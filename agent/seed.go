@@ -40,24 +40,24 @@ func (a *Agent) overlayBase(dest string) string {
 
 // seedTree gives dest, when it is new (missing or an empty directory),
 // the tree m (manifest id) as a copy-on-write view of the machine's copy,
-// and records it as synced (state file stateFile). It reports false, with
-// dest as it was, when it cannot; the caller then writes the tree itself.
-// Every chunk of m must be in the node's store.
-func (a *Agent) seedTree(ctx context.Context, id transfer.ChunkID, m *transfer.Manifest, dest, stateFile string) (bool, error) {
+// and records it as synced (state file stateFile), returning the record.
+// It reports false, with dest as it was, when it cannot; the caller then
+// writes the tree itself. Every chunk of m must be in the node's store.
+func (a *Agent) seedTree(ctx context.Context, id transfer.ChunkID, m *transfer.Manifest, dest, stateFile string) (bool, *transfer.Record, error) {
 	if a.cfg.TreeDir == "" || !canMountOverlay() || m.Entries[0].Type != transfer.TypeDir || !isNewDir(dest) {
-		return false, nil
+		return false, nil, nil
 	}
 	lower := filepath.Join(a.cfg.TreeDir, id.String())
 	base := a.overlayBase(dest)
 	upper, work := filepath.Join(base, "upper"), filepath.Join(base, "work")
 	for _, p := range []string{lower, upper, work, dest} {
 		if strings.ContainsAny(p, ",:\\\n") {
-			return false, nil // not expressible in overlayfs mount options
+			return false, nil, nil // not expressible in overlayfs mount options
 		}
 	}
 	start := time.Now()
 	if err := a.ensureTree(ctx, id, m, lower); err != nil {
-		return false, err
+		return false, nil, err
 	}
 	treeReady := time.Now()
 	if _, err := os.Lstat(base); err == nil {
@@ -66,31 +66,32 @@ func (a *Agent) seedTree(ctx context.Context, id transfer.ChunkID, m *transfer.M
 		// are moved aside, not removed.
 		aside := base + "-unmounted-" + time.Now().UTC().Format("20060102T150405")
 		if err := os.Rename(base, aside); err != nil {
-			return false, err
+			return false, nil, err
 		}
 		a.log.Warn("earlier copy-on-write layers moved aside", "dest", dest, "to", aside)
 	}
 	for _, d := range []string{upper, work, dest} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return false, err
+			return false, nil, err
 		}
 	}
 	if err := mountOverlay(lower, upper, work, dest); err != nil {
 		a.log.Warn("copy-on-write view of the shared tree refused; writing this node's own copy", "dest", dest, "err", err)
 		_ = os.RemoveAll(base) // best effort: nothing was mounted
-		return false, nil
+		return false, nil, nil
 	}
-	rec, _ := json.Marshal(seedRecord{Dest: dest, Lower: lower})
-	if err := os.WriteFile(filepath.Join(base, "mount.json"), rec, 0o600); err != nil {
-		return true, err
+	mountRec, _ := json.Marshal(seedRecord{Dest: dest, Lower: lower})
+	if err := os.WriteFile(filepath.Join(base, "mount.json"), mountRec, 0o600); err != nil {
+		return true, nil, err
 	}
 	mounted := time.Now()
-	if err := transfer.AdoptCopy(m, dest, lower, lower+".state", transfer.ApplyOptions{StateFile: stateFile}); err != nil {
-		return true, err
+	rec, err := transfer.AdoptCopy(m, dest, lower, lower+".state", transfer.ApplyOptions{StateFile: stateFile})
+	if err != nil {
+		return true, nil, err
 	}
 	a.log.Info("mounted a copy-on-write view of the machine's copy", "dest", dest,
 		"shared_copy", treeReady.Sub(start), "mount", mounted.Sub(treeReady), "adopt", time.Since(mounted))
-	return true, nil
+	return true, rec, nil
 }
 
 // ensureTree writes the machine's copy of tree id at lower unless it is
@@ -153,8 +154,18 @@ func (a *Agent) viewOf(dest string, files int) *transfer.View {
 		return nil
 	}
 	upper := filepath.Join(base, "upper")
-	if !isViewMount(dest, rec.Lower, upper) {
-		return nil
+	stamp, stamped := mountStamp(dest)
+	if checked, ok := a.views[dest]; !ok || !stamped || checked != stamp {
+		// Not the mount checked last time: read the mount table.
+		if !isViewMount(dest, rec.Lower, upper) {
+			return nil
+		}
+		if a.views == nil {
+			a.views = make(map[string]mountID)
+		}
+		if stamped {
+			a.views[dest] = stamp
+		}
 	}
 	layer := a.layers[rec.Lower]
 	if layer == nil {
@@ -167,7 +178,7 @@ func (a *Agent) viewOf(dest string, files int) *transfer.View {
 		}
 		a.layers[rec.Lower] = layer
 	}
-	changed, err := upperChanges(upper, files)
+	held, hiding, err := upperChanges(upper, files)
 	if errors.Is(err, errLayerTooBig) {
 		return nil
 	}
@@ -175,55 +186,44 @@ func (a *Agent) viewOf(dest string, files int) *transfer.View {
 		a.log.Warn("read the node's own layer; looking at every path", "dest", dest, "err", err)
 		return nil
 	}
-	return &transfer.View{Lower: layer, Changed: changed}
+	return &transfer.View{Lower: layer, Upper: held, Hiding: hiding}
+}
+
+// mountID identifies a mount (mountStamp).
+type mountID struct {
+	mnt          uint64
+	major, minor uint32
 }
 
 // errLayerTooBig: the upper layer holds more than the walk's limit.
 var errLayerTooBig = errors.New("the node's own layer holds more entries than the tree")
 
-// upperChanges walks an overlayfs upper layer and returns which paths of
-// the view it may change: every path it holds, and every path below one
-// that hides the lower layer (a file or whiteout, or a directory that is
-// opaque or redirected elsewhere). It gives up with errLayerTooBig past
-// limit entries.
-func upperChanges(upper string, limit int) (func(rel string) bool, error) {
+// upperChanges walks an overlayfs upper layer and returns the paths it
+// holds, and those of them that hide the lower layer below them (a file
+// or whiteout, or a directory that is opaque or redirected elsewhere). It
+// gives up with errLayerTooBig past limit entries.
+func upperChanges(upper string, limit int) (held, hiding []string, err error) {
 	if hidesLower(upper) {
-		return func(string) bool { return true }, nil
+		return nil, []string{transfer.RootPath}, nil
 	}
-	holds := make(map[string]bool)
-	hides := make(map[string]bool)
-	err := filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == upper {
 			return err
 		}
-		if len(holds) >= limit {
+		if len(held) >= limit {
 			return errLayerTooBig
 		}
 		rel := filepath.ToSlash(p[len(upper)+1:])
-		holds[rel] = true
+		held = append(held, rel)
 		if !d.IsDir() || hidesLower(p) {
-			hides[rel] = true
+			hiding = append(hiding, rel)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return func(rel string) bool {
-		if holds[rel] {
-			return true
-		}
-		for len(hides) > 0 {
-			i := strings.LastIndexByte(rel, '/')
-			if i < 0 {
-				return false
-			}
-			if rel = rel[:i]; hides[rel] {
-				return true
-			}
-		}
-		return false
-	}, nil
+	return held, hiding, nil
 }
 
 // remountTrees mounts again, at start, the seeded destinations whose

@@ -70,6 +70,17 @@ func isViewMount(dest, lower, upper string) bool {
 	return false
 }
 
+// mountStamp identifies the mount dest is on now: its mount id and the
+// device of dest. The same stamp later means the same mount, so what was
+// checked of it (isViewMount) still holds.
+func mountStamp(dest string) (mountID, bool) {
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, dest, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx); err != nil || stx.Mask&unix.STATX_MNT_ID == 0 {
+		return mountID{}, false
+	}
+	return mountID{mnt: stx.Mnt_id, major: stx.Dev_major, minor: stx.Dev_minor}, true
+}
+
 // hidesLower reports whether the directory p of an upper layer hides
 // what the lower layer has at its path: it is opaque, or redirected to
 // another lower directory. What cannot be read counts as hiding.

@@ -14,6 +14,8 @@ func isMountPoint(string) bool { return false }
 
 func isViewMount(dest, lower, upper string) bool { return false }
 
+func mountStamp(string) (mountID, bool) { return mountID{}, false }
+
 func hidesLower(string) bool { return true }
 
 func lockFile(string) (func(), error) { return func() {}, nil }

@@ -52,18 +52,14 @@ func (a *Agent) syncBlobs(ctx context.Context, req api.NodeSyncRequest) error {
 	}
 	items := make([]item, 0, len(blobs))
 	for _, b := range blobs {
-		dest, err := resolveDest(a.cfg.Home, b.Dest, b.File)
+		dest, private, err := a.blobDest(b)
 		if err != nil {
 			return err
 		}
 		if _, err := transfer.ParseChunkID(b.Digest); err != nil {
 			return fmt.Errorf("manifest for %s: %w", b.Dest, err)
 		}
-		it := item{ref: b, dest: dest}
-		if a.cfg.PrivateMounts && filepath.IsAbs(b.Dest) {
-			it.private, it.dest = dest, a.privatePath(dest)
-		}
-		items = append(items, it)
+		items = append(items, item{ref: b, dest: dest, private: private})
 	}
 	slices.SortStableFunc(items, func(x, y item) int {
 		return strings.Count(x.dest, string(filepath.Separator)) - strings.Count(y.dest, string(filepath.Separator))
@@ -142,13 +138,14 @@ func (a *Agent) coordinatorSources() []transfer.Source {
 	return out
 }
 
-// syncManifest brings one tree (or file) into place at dest: it fetches
-// the manifest, works out which chunks dest lacks, pulls them from the
-// origins and peers (all of them, when this node is an origin for
-// others), and applies the manifest atomically. Files jobs wrote there are
-// kept, as SkyPilot's rsync (no --delete) keeps them. The manifest's
-// chunks, and the manifest itself, are added to keep.
-func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref api.BlobRef, dest string, keep map[transfer.ChunkID]bool) error {
+// syncManifest brings one tree (or file) into place at dest: it builds
+// the manifest from the head's delta or fetches it, works out which
+// chunks dest lacks, pulls them from the origins and peers (all of them,
+// when this node is an origin for others), and applies the manifest
+// atomically. Files jobs wrote there are kept, as SkyPilot's rsync (no
+// --delete) keeps them. The manifest's chunks, and the manifest itself,
+// are added to keep.
+func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref api.BlobRef, dest string, keep map[transfer.ChunkID]bool) (err error) {
 	start := time.Now()
 	id, err := transfer.ParseChunkID(ref.Digest)
 	if err != nil {
@@ -159,10 +156,21 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 		origins = append(origins, a.chunkSource("http://"+o))
 	}
 	origins = append(origins, a.coordinatorSources()...)
-	m, err := transfer.FetchManifest(ctx, id, a.chunks, origins...)
-	if err != nil {
-		return fmt.Errorf("manifest %.12s for %s: %w", ref.Digest, ref.Dest, err)
+	m, prev, delta := a.fromDelta(req, ref, id, dest)
+	if !delta {
+		if m, err = a.manifest(ctx, id, origins...); err != nil {
+			return fmt.Errorf("manifest %.12s for %s: %w", ref.Digest, ref.Dest, err)
+		}
 	}
+	// What this node synced there is known again only once this sync
+	// succeeds.
+	a.setSynced(dest, id, nil)
+	var rec *transfer.Record
+	defer func() {
+		if err == nil {
+			a.setSynced(dest, id, rec)
+		}
+	}()
 	if a.cfg.ChunkDir == "" { // what pruneChunks keeps
 		keep[id] = true
 		for _, c := range m.Chunks() {
@@ -171,11 +179,12 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	}
 	tManifest := time.Now()
 	sum := sha256.Sum256([]byte(dest))
-	opts := transfer.ApplyOptions{StateFile: filepath.Join(a.cfg.Home, ".sky", "sync-state", hex.EncodeToString(sum[:12])), View: a.viewOf(dest, len(m.Entries))}
+	opts := transfer.ApplyOptions{StateFile: filepath.Join(a.cfg.Home, ".sky", "sync-state", hex.EncodeToString(sum[:12])),
+		View: a.viewOf(dest, len(m.Entries)), Record: prev}
 	if err := os.MkdirAll(filepath.Dir(opts.StateFile), 0o700); err != nil {
 		return err
 	}
-	plan, err := transfer.PlanApply(&m, dest, opts)
+	plan, err := transfer.PlanApply(m, dest, opts)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", ref.Dest, err)
 	}
@@ -204,11 +213,12 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 		return fmt.Errorf("sync %s: fetch: %w", ref.Dest, err)
 	}
 	tFetch := time.Now()
-	seeded, err := a.seedTree(ctx, id, &m, dest, opts.StateFile)
+	seeded, seedRec, err := a.seedTree(ctx, id, m, dest, opts.StateFile)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", ref.Dest, err)
 	}
 	if seeded {
+		rec = seedRec
 		a.log.Info("synced as a copy-on-write view of the machine's copy", "dest", ref.Dest, "files", len(m.Entries),
 			"manifest", tManifest.Sub(start), "plan", tPlan.Sub(tManifest), "fetch", tFetch.Sub(tPlan), "mount", time.Since(tFetch))
 		return nil
@@ -217,28 +227,37 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", ref.Dest, err)
 	}
+	rec = plan.Record()
 	a.log.Info("synced", "dest", ref.Dest, "files", st.Files, "written", st.Written, "written_bytes", st.WrittenBytes,
-		"fetched", fetched.Fetched, "fetched_bytes", fetched.Bytes, "view", opts.View != nil, "manifest", tManifest.Sub(start), "plan", tPlan.Sub(tManifest),
+		"fetched", fetched.Fetched, "fetched_bytes", fetched.Bytes, "view", opts.View != nil, "delta", delta, "kept_record", prev != nil,
+		"manifest", tManifest.Sub(start), "plan", tPlan.Sub(tManifest),
 		"fetch", tFetch.Sub(tPlan), "apply", time.Since(tFetch))
 	return nil
 }
 
-// prefetch brings every chunk of the blobs' manifests into the node's
+// prefetch brings the chunks of the blobs' manifests into the node's
 // store from the coordinator: the head does it first when the nodes share
-// its store, and then none of them needs to fetch.
-func (a *Agent) prefetch(ctx context.Context, blobs []api.BlobRef) error {
+// its store, and then none of them needs to fetch. Where the head synced
+// an earlier manifest (bases), it brings those of the files that changed
+// since; a node that must put back an unchanged file a job altered
+// fetches what it lacks itself.
+func (a *Agent) prefetch(ctx context.Context, blobs []api.BlobRef, bases map[string]syncedTree) error {
 	origins := a.coordinatorSources()
 	for _, b := range blobs {
 		id, err := transfer.ParseChunkID(b.Digest)
 		if err != nil {
 			return fmt.Errorf("manifest for %s: %w", b.Dest, err)
 		}
-		m, err := transfer.FetchManifest(ctx, id, a.chunks, origins...)
+		m, err := a.manifest(ctx, id, origins...)
 		if err != nil {
 			return fmt.Errorf("manifest %.12s for %s: %w", b.Digest, b.Dest, err)
 		}
+		need := m
+		if d, ok := a.sinceBase(b, bases, id, m); ok {
+			need = &transfer.Manifest{Entries: d.Changed}
+		}
 		f := transfer.Fetcher{Store: a.chunks, Origins: origins, Parallel: 8}
-		if _, err := f.Fetch(ctx, m.Chunks()); err != nil {
+		if _, err := f.Fetch(ctx, need.Chunks()); err != nil {
 			return fmt.Errorf("sync %s: fetch: %w", b.Dest, err)
 		}
 	}

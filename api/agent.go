@@ -192,6 +192,11 @@ type NodeSyncRequest struct {
 	Origins  []string          `json:"origins,omitempty"`
 	Peers    []string          `json:"peers,omitempty"`
 	Self     int               `json:"self,omitempty"`
+	// Deltas are manifest deltas (encoded transfer.Delta), by the digest
+	// of the manifest they lead to, from the one the sender last synced:
+	// a node that synced that one too builds the new manifest from it
+	// and the delta, and fetches none.
+	Deltas map[string][]byte `json:"deltas,omitempty"`
 }
 
 // NodeExecRequest asks a node to run a script under a pty.

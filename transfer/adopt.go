@@ -14,16 +14,19 @@ import (
 // target. From then on dst is synced like any directory Apply wrote:
 // what Adopt recorded is sky-coord's to update or remove, what a job
 // changes there is the job's.
-func Adopt(m *Manifest, dst string, opts ApplyOptions) error {
+//
+// It returns the record of dst, for the next Apply there
+// (ApplyOptions.Record).
+func Adopt(m *Manifest, dst string, opts ApplyOptions) (*Record, error) {
 	if err := m.Validate(); err != nil {
-		return fmt.Errorf("adopt %s: %w", dst, err)
+		return nil, fmt.Errorf("adopt %s: %w", dst, err)
 	}
 	if m.Entries[0].Type != TypeDir {
-		return fmt.Errorf("adopt %s: only a directory tree can be adopted", dst)
+		return nil, fmt.Errorf("adopt %s: only a directory tree can be adopted", dst)
 	}
 	abs, err := filepath.Abs(dst)
 	if err != nil {
-		return fmt.Errorf("adopt %s: %w", dst, err)
+		return nil, fmt.Errorf("adopt %s: %w", dst, err)
 	}
 	a := &applier{m: m, dst: abs, work: abs, opts: opts, state: opts.StateFile}
 	if a.state == "" {
@@ -34,29 +37,32 @@ func Adopt(m *Manifest, dst string, opts ApplyOptions) error {
 		e := &m.Entries[i]
 		fi, err := os.Lstat(a.abs(e.Path))
 		if err != nil {
-			return fmt.Errorf("adopt %s: %w", dst, err)
+			return nil, fmt.Errorf("adopt %s: %w", dst, err)
 		}
 		switch e.Type {
 		case TypeDir:
 			if !fi.IsDir() {
-				return fmt.Errorf("adopt %s: %s is not a directory", dst, e.Path)
+				return nil, fmt.Errorf("adopt %s: %s is not a directory", dst, e.Path)
 			}
 		case TypeSymlink:
 			t, err := os.Readlink(a.abs(e.Path))
 			if err != nil || t != e.Target {
-				return fmt.Errorf("adopt %s: %s is not the link the source has", dst, e.Path)
+				return nil, fmt.Errorf("adopt %s: %s is not the link the source has", dst, e.Path)
 			}
 		case TypeFile:
 			if !fi.Mode().IsRegular() || fi.Size() != e.Size || fi.ModTime().UnixNano() != e.MTime || unixMode(fi.Mode()) != e.Mode {
-				return fmt.Errorf("adopt %s: %s differs from the source", dst, e.Path)
+				return nil, fmt.Errorf("adopt %s: %s differs from the source", dst, e.Path)
 			}
 			_, ino, _ := fileIdentity(fi)
 			a.actions[i].rec = fileRecord{ino: ino, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 		default:
-			return errors.New("adopt: unknown entry type")
+			return nil, errors.New("adopt: unknown entry type")
 		}
 	}
-	return a.saveState()
+	if err := a.saveState(); err != nil {
+		return nil, err
+	}
+	return &Record{st: a.next, state: a.state}, nil
 }
 
 // AdoptCopy is Adopt for a dst that shows the directory src, where Apply
@@ -66,7 +72,7 @@ func Adopt(m *Manifest, dst string, opts ApplyOptions) error {
 // is missing or is not of m, it falls back to Adopt. Should the inodes
 // differ after all, the next sync judges files by size and mtime, and
 // keeps those that left the source rather than deleting them.
-func AdoptCopy(m *Manifest, dst, src, srcState string, opts ApplyOptions) error {
+func AdoptCopy(m *Manifest, dst, src, srcState string, opts ApplyOptions) (*Record, error) {
 	absSrc, err := filepath.Abs(src)
 	if err != nil {
 		return Adopt(m, dst, opts)
@@ -82,12 +88,15 @@ func AdoptCopy(m *Manifest, dst, src, srcState string, opts ApplyOptions) error 
 	}
 	abs, err := filepath.Abs(dst)
 	if err != nil {
-		return fmt.Errorf("adopt %s: %w", dst, err)
+		return nil, fmt.Errorf("adopt %s: %w", dst, err)
 	}
 	state := opts.StateFile
 	if state == "" {
 		state = DefaultStateFile(abs)
 	}
 	st.dst = abs
-	return st.save(state)
+	if err := st.save(state); err != nil {
+		return nil, err
+	}
+	return &Record{st: st, state: state}, nil
 }

@@ -361,6 +361,7 @@ type statResult struct {
 // that SkipUnchanged trusts are not looked at, nor those a View knows.
 func (a *applier) statAll() []statResult {
 	out := make([]statResult, len(a.m.Entries))
+	view := a.opts.View.lookupIn(a.m)
 	var todo []int
 	for i := 1; i < len(a.m.Entries); i++ {
 		e := &a.m.Entries[i]
@@ -369,7 +370,7 @@ func (a *applier) statAll() []statResult {
 				continue
 			}
 		}
-		if fi, err, ok := a.opts.View.lookup(e.Path); ok {
+		if fi, err, ok := view.lookup(i, e.Path); ok {
 			out[i] = statResult{fi: fi, err: err}
 			continue
 		}

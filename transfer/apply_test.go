@@ -246,12 +246,13 @@ func TestAdopt(t *testing.T) {
 	src, _, dst, store, tree := builtAndCopied(t, map[string]string{
 		"d/gone": "leaves the source", "d/edited": "the job edits this", "stays": "stays"})
 	state := dst + ".state"
-	mustNo(t, Adopt(&tree.Manifest, dst, ApplyOptions{StateFile: state}))
+	_, err := Adopt(&tree.Manifest, dst, ApplyOptions{StateFile: state})
+	mustNo(t, err)
 
 	mustNo(t, os.WriteFile(filepath.Join(dst, "d", "edited"), []byte("the job's version"), 0o644))
 	mustNo(t, os.Remove(filepath.Join(src, "d", "gone")))
 	mustNo(t, os.Remove(filepath.Join(src, "d", "edited")))
-	tree, err := BuildManifest(ctx, src, BuildOptions{})
+	tree, err = BuildManifest(ctx, src, BuildOptions{})
 	mustNo(t, err)
 	st, err := Apply(ctx, &tree.Manifest, store, dst, ApplyOptions{StateFile: state})
 	mustNo(t, err)
@@ -266,7 +267,7 @@ func TestAdopt(t *testing.T) {
 	}
 
 	mustNo(t, os.WriteFile(filepath.Join(dst, "stays"), []byte("not what the source has"), 0o644))
-	if err := Adopt(&tree.Manifest, dst, ApplyOptions{StateFile: state}); err == nil || !strings.Contains(err.Error(), "stays") {
+	if _, err := Adopt(&tree.Manifest, dst, ApplyOptions{StateFile: state}); err == nil || !strings.Contains(err.Error(), "stays") {
 		t.Errorf("Adopt of a tree that differs: %v, want an error naming stays", err)
 	}
 }
@@ -277,7 +278,8 @@ func TestAdoptCopy(t *testing.T) {
 	t.Parallel()
 	_, built, dst, _, tree := builtAndCopied(t, map[string]string{"a": "a"})
 
-	mustNo(t, AdoptCopy(&tree.Manifest, dst, built, built+".state", ApplyOptions{StateFile: dst + ".state"}))
+	_, err := AdoptCopy(&tree.Manifest, dst, built, built+".state", ApplyOptions{StateFile: dst + ".state"})
+	mustNo(t, err)
 	absBuilt, _ := filepath.Abs(built)
 	absDst, _ := filepath.Abs(dst)
 	from, got := loadState(built+".state", absBuilt), loadState(dst+".state", absDst)
@@ -288,7 +290,7 @@ func TestAdoptCopy(t *testing.T) {
 	// No record of the source: every entry is looked at, and a
 	// mismatch is refused.
 	mustNo(t, os.WriteFile(filepath.Join(dst, "a"), []byte("changed"), 0o644))
-	if err := AdoptCopy(&tree.Manifest, dst, built, dst+".none", ApplyOptions{StateFile: dst + ".state"}); err == nil {
+	if _, err := AdoptCopy(&tree.Manifest, dst, built, dst+".none", ApplyOptions{StateFile: dst + ".state"}); err == nil {
 		t.Error("AdoptCopy without a record adopted a tree that differs")
 	}
 }

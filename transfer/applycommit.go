@@ -456,14 +456,13 @@ func (a *applier) keepFileMeta(e *Entry, act *action) error {
 	if act.onDisk == nil {
 		return nil // trusted unchanged (SkipUnchanged)
 	}
-	p := a.abs(e.Path)
 	if unixMode(act.onDisk.Mode()) != e.Mode {
-		if err := os.Chmod(p, e.FileMode()); err != nil {
+		if err := os.Chmod(a.abs(e.Path), e.FileMode()); err != nil {
 			return fmt.Errorf("set mode of %s: %w", e.Path, err)
 		}
 	}
 	if act.rec.mtime != e.MTime {
-		rec, err := a.setMTime(p, e)
+		rec, err := a.setMTime(a.abs(e.Path), e)
 		if err != nil {
 			return err
 		}

@@ -137,26 +137,16 @@ func (d *decoder) records(entries []Entry) []fileRecord {
 	return recs
 }
 
-// paths reads a list of paths: a count, then each with its length.
-func (d *decoder) paths() []string {
-	n := d.count(1)
-	out := make([]string, 0, n)
-	for range n {
-		b := d.bytes(d.uvarint())
-		if d.err != nil {
-			return nil
-		}
-		out = append(out, string(b))
-	}
-	return out
-}
-
 // mergeEntries returns entries (sorted, with their records) less the
 // removed paths, with the changed entries added or put in place of those
-// at the same path. All three lists are sorted.
+// at the same path. All three lists are sorted. Without records (recs
+// nil), it returns none.
 func mergeEntries(entries []Entry, recs []fileRecord, removed []string, changed []Entry, changedRecs []fileRecord) ([]Entry, []fileRecord) {
 	out := make([]Entry, 0, len(entries)+len(changed))
-	outRecs := make([]fileRecord, 0, len(entries)+len(changed))
+	var outRecs []fileRecord
+	if recs != nil {
+		outRecs = make([]fileRecord, 0, len(entries)+len(changed))
+	}
 	i, r, c := 0, 0, 0
 	for i < len(entries) || c < len(changed) {
 		var next string
@@ -174,12 +164,18 @@ func mergeEntries(entries []Entry, recs []fileRecord, removed []string, changed 
 		if i < len(entries) && entries[i].Path == next {
 			keep := c == len(changed) || changed[c].Path != next
 			if keep && (r == len(removed) || removed[r] != next) {
-				out, outRecs = append(out, entries[i]), append(outRecs, recs[i])
+				out = append(out, entries[i])
+				if recs != nil {
+					outRecs = append(outRecs, recs[i])
+				}
 			}
 			i++
 		}
 		if c < len(changed) && changed[c].Path == next {
-			out, outRecs = append(out, changed[c]), append(outRecs, changedRecs[c])
+			out = append(out, changed[c])
+			if recs != nil {
+				outRecs = append(outRecs, changedRecs[c])
+			}
 			c++
 		}
 	}
@@ -241,11 +237,7 @@ const maxJournalRecords = 32
 // journalRecord encodes a journal record: the removed paths, then the
 // changed entries (entries[i] for i in changed) and their file records.
 func journalRecord(removed []string, entries []Entry, changed []int, recs []fileRecord) []byte {
-	payload := binary.AppendUvarint(nil, uint64(len(removed)))
-	for _, p := range removed {
-		payload = binary.AppendUvarint(payload, uint64(len(p)))
-		payload = append(payload, p...)
-	}
+	payload := appendPaths(nil, removed)
 	es := make([]Entry, len(changed))
 	for k, i := range changed {
 		es[k] = entries[i]
@@ -281,7 +273,10 @@ func appendFile(file string, b []byte) error {
 
 // save writes the state file whole, atomically.
 func (st *applyState) save(file string) error {
-	_, err := writeState(file, st.dst, st.entries, func(i int) fileRecord { return st.recs[i] })
+	n, err := writeState(file, st.dst, st.entries, func(i int) fileRecord { return st.recs[i] })
+	if err == nil {
+		st.snapshot, st.journal, st.records, st.rewrite = n, 0, 0, false
+	}
 	return err
 }
 

@@ -211,3 +211,27 @@ func readAllLimit(r io.Reader, limit int64) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// appendPaths writes a list of paths: a count, then each with its length.
+func appendPaths(b []byte, paths []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(paths)))
+	for _, p := range paths {
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+	}
+	return b
+}
+
+// paths reads a list of paths: a count, then each with its length.
+func (d *decoder) paths() []string {
+	n := d.count(1)
+	out := make([]string, 0, n)
+	for range n {
+		b := d.bytes(d.uvarint())
+		if d.err != nil {
+			return nil
+		}
+		out = append(out, string(b))
+	}
+	return out
+}

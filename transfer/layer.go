@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -11,8 +13,9 @@ import (
 // lower layer of copy-on-write views (overlayfs): what a view shows of
 // it is known from Apply's record, without looking.
 type Layer struct {
-	dir   string
-	infos map[string]*layerInfo // what Lstat would say, by path
+	dir     string
+	entries []Entry     // sorted, as in a manifest
+	infos   []layerInfo // what Lstat would say, by entry
 }
 
 // LoadLayer reads Apply's record (stateFile) of the tree it wrote at dir.
@@ -27,15 +30,9 @@ func LoadLayer(dir, stateFile string) (*Layer, error) {
 	if len(st.entries) == 0 {
 		return nil, fmt.Errorf("no record of the tree at %s in %s", dir, stateFile)
 	}
-	l := &Layer{dir: abs, infos: make(map[string]*layerInfo, len(st.entries))}
-	infos := make([]layerInfo, len(st.entries))
+	l := &Layer{dir: abs, entries: st.entries, infos: make([]layerInfo, len(st.entries))}
 	for i := range st.entries {
-		e := &st.entries[i]
-		infos[i].e = e
-		if e.Type == TypeFile {
-			infos[i].rec = st.recs[i]
-		}
-		l.infos[e.Path] = &infos[i]
+		l.infos[i] = layerInfo{e: &st.entries[i], rec: st.recs[i]}
 	}
 	return l, nil
 }
@@ -44,23 +41,70 @@ func LoadLayer(dir, stateFile string) (*Layer, error) {
 // below it.
 type View struct {
 	Lower *Layer
-	// Changed reports whether the view's own (upper) layer may hold the
-	// path, or something that hides it: a deletion, or a directory that
-	// hides Lower's below it. Paths it reports are looked at; every
-	// other path shows what Lower holds there, as recorded.
-	Changed func(rel string) bool
+	// Upper lists the paths the view's own (upper) layer holds, and
+	// Hiding those of them that hide what Lower has below them: files,
+	// deletions, and directories that are opaque or redirected. Paths
+	// in Upper or below one in Hiding are looked at; every other path
+	// shows what Lower holds there, as recorded. Any order; RootPath in
+	// Hiding hides all of Lower.
+	Upper, Hiding []string
 }
 
-// lookup says what Lstat of rel in the view would say, when the view
-// shows Lower there; ok is false when the path must be looked at.
-func (v *View) lookup(rel string) (fi fs.FileInfo, err error, ok bool) {
-	if v == nil || rel == RootPath || v.Changed(rel) {
+// viewLookup answers, for the entries of one manifest in order, what
+// Lstat would say in a view.
+type viewLookup struct {
+	v      *View
+	lower  []int // by entry: its index in v.Lower, or -1
+	upper  []string
+	hiding []string
+	all    bool // the upper layer hides all of Lower
+}
+
+// lookupIn prepares lookups of m's entries in v (nil without a view).
+func (v *View) lookupIn(m *Manifest) *viewLookup {
+	if v == nil {
+		return nil
+	}
+	l := &viewLookup{v: v, lower: matchEntries(v.Lower.entries, m.Entries),
+		upper: slices.Clone(v.Upper), hiding: slices.Clone(v.Hiding)}
+	slices.SortFunc(l.upper, comparePaths)
+	slices.SortFunc(l.hiding, comparePaths)
+	l.all = len(l.hiding) > 0 && l.hiding[0] == RootPath
+	return l
+}
+
+// lookup says what Lstat of entry i (path rel) in the view would say,
+// when the view shows Lower there; ok is false when the path must be
+// looked at.
+func (l *viewLookup) lookup(i int, rel string) (fi fs.FileInfo, err error, ok bool) {
+	if l == nil || rel == RootPath || l.changed(rel) {
 		return nil, nil, false
 	}
-	if info := v.Lower.infos[rel]; info != nil {
-		return info, nil, true
+	if j := l.lower[i]; j >= 0 {
+		return &l.v.Lower.infos[j], nil, true
 	}
 	return nil, fs.ErrNotExist, true
+}
+
+// changed reports whether the upper layer holds rel or hides it.
+func (l *viewLookup) changed(rel string) bool {
+	if l.all {
+		return true
+	}
+	if _, ok := slices.BinarySearchFunc(l.upper, rel, comparePaths); ok {
+		return true
+	}
+	for len(l.hiding) > 0 {
+		i := strings.LastIndexByte(rel, '/')
+		if i < 0 {
+			return false
+		}
+		rel = rel[:i]
+		if _, ok := slices.BinarySearchFunc(l.hiding, rel, comparePaths); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // layerInfo is the fs.FileInfo of a Layer's entry.

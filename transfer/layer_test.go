@@ -36,11 +36,11 @@ func TestApplyViewLooksOnlyAtChangedPaths(t *testing.T) {
 	mustNo(t, osWriteFile(dst, "same.py", "job's edit, unseen"))
 	mustNo(t, osWriteFile(dst, "edited.py", "job's edit"))
 	mustNo(t, os.Remove(filepath.Join(dst, "deleted.py")))
-	upper := map[string]bool{"edited.py": true, "deleted.py": true}
+	upper := []string{"edited.py", "deleted.py"}
 	// The source gains a file the lower layer lacks.
 	mustNo(t, osWriteFile(src, "added.py", "v1 added.py"))
 	tree = uploadTree(t, src, store)
-	view := &View{Lower: layer, Changed: func(rel string) bool { return upper[rel] }}
+	view := &View{Lower: layer, Upper: upper, Hiding: upper}
 	st, err := Apply(ctx, &tree.Manifest, store, dst, ApplyOptions{StateFile: state, View: view})
 	mustNo(t, err)
 	if st.Written != 3 {

@@ -197,6 +197,7 @@ func (m *Manifest) Validate() error {
 		return bad("first entry must be the root %q", RootPath)
 	}
 	dirs := make(map[string]bool)
+	lastParent := "" // the last parent found in dirs: most entries share it
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		if i > 0 {
@@ -210,9 +211,10 @@ func (m *Manifest) Validate() error {
 			if j := strings.LastIndexByte(e.Path, '/'); j >= 0 {
 				parent = e.Path[:j]
 			}
-			if !dirs[parent] {
+			if parent != lastParent && !dirs[parent] {
 				return bad("entry %q: parent %q is not a directory entry", e.Path, parent)
 			}
+			lastParent = parent
 		}
 		if e.Mode&^0o7777 != 0 {
 			return bad("entry %q: mode %o has bits beyond 07777", e.Path, e.Mode)
@@ -266,16 +268,24 @@ func checkPath(p string) error {
 	if p == "" {
 		return errors.New("empty path")
 	}
-	if strings.IndexByte(p, 0) >= 0 || !utf8.ValidString(p) {
-		return fmt.Errorf("path %q is not valid UTF-8 or holds a NUL byte", p)
-	}
-	for name := range strings.SplitSeq(p, "/") {
-		switch name {
+	start := 0
+	for i := 0; i <= len(p); i++ {
+		if i < len(p) && p[i] != '/' {
+			if p[i] == 0 {
+				return fmt.Errorf("path %q is not valid UTF-8 or holds a NUL byte", p)
+			}
+			continue
+		}
+		switch name := p[start:i]; name {
 		case "":
 			return fmt.Errorf("path %q is absolute or has an empty element", p)
 		case ".", "..":
 			return fmt.Errorf("path %q has a %q element", p, name)
 		}
+		start = i + 1
+	}
+	if !utf8.ValidString(p) {
+		return fmt.Errorf("path %q is not valid UTF-8 or holds a NUL byte", p)
 	}
 	return nil
 }

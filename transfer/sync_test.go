@@ -112,6 +112,7 @@ func syncRoundTrip(t *testing.T, seed uint64) {
 	store, err := NewDiskStore(filepath.Join(tmp, "store"))
 	mustNo(t, err)
 	var m Manifest
+	var mid ChunkID
 	cache := NewStatCache()
 	cacheFile := filepath.Join(tmp, "statcache")
 	inPlace := filepath.Join(tmp, "node", "sky_workdir")
@@ -120,14 +121,27 @@ func syncRoundTrip(t *testing.T, seed uint64) {
 	// record of the last Apply kept in memory, checked each time against
 	// what the state file (snapshot and journal) reads back as.
 	var rec *Record
+	var recID ChunkID
 	applyInPlace := func() (ApplyStats, error) {
-		p, err := PlanApply(&m, inPlace, ApplyOptions{Record: rec})
+		// With a record, the manifest is built as a node builds it
+		// from the head's delta: from the record's entries.
+		target := &m
+		if rec != nil {
+			prev := Manifest{Version: ManifestVersion, Entries: rec.Entries()}
+			d := Diff(&prev, recID, &m, mid)
+			built, err := d.Apply(rec.Entries())
+			if err != nil {
+				t.Fatalf("delta from the last record: %v", err)
+			}
+			target = &built
+		}
+		p, err := PlanApply(target, inPlace, ApplyOptions{Record: rec})
 		if err != nil {
 			rec = nil
 			return ApplyStats{}, err
 		}
 		st, err := p.Apply(ctx, store)
-		if rec = p.Record(); rec != nil {
+		if rec, recID = p.Record(), mid; rec != nil {
 			abs, _ := filepath.Abs(inPlace)
 			onDisk := loadState(DefaultStateFile(abs), abs)
 			if diff := cmp.Diff(rec.st.entries, onDisk.entries); diff != "" {
@@ -147,7 +161,7 @@ func syncRoundTrip(t *testing.T, seed uint64) {
 		if err != nil {
 			t.Fatalf("round %d: BuildManifest: %v", round, err)
 		}
-		mid, _, err := Upload(ctx, &tree.Manifest, tree, store, UploadOptions{})
+		mid, _, err = Upload(ctx, &tree.Manifest, tree, store, UploadOptions{})
 		if err != nil {
 			t.Fatalf("round %d: Upload: %v", round, err)
 		}

@@ -1,0 +1,173 @@
+package agent
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/transfer"
+)
+
+// A node remembers, in memory, what it last synced to each destination:
+// the manifest's id and Apply's record of it. The next sync there then
+// neither reads the state file nor, when the head sends a delta from that
+// manifest, fetches and decodes the new manifest: a re-sync after a small
+// change costs in proportion to the change. After a restart, or a sync
+// that failed, the node goes by its state file and fetches the manifest,
+// as on a first sync.
+
+// syncedTree is what a node last synced to a destination.
+type syncedTree struct {
+	id  transfer.ChunkID
+	rec *transfer.Record
+}
+
+// maxInlineDelta bounds a delta sent inside a sync request; a bigger
+// change is synced from the manifest.
+const maxInlineDelta = 1 << 20
+
+// lastSynced returns what this node last synced to dest.
+func (a *Agent) lastSynced(dest string) (syncedTree, bool) {
+	a.treesMu.Lock()
+	defer a.treesMu.Unlock()
+	t, ok := a.synced[dest]
+	return t, ok
+}
+
+// setSynced records what this node synced to dest; a nil record forgets
+// it (the next sync there goes by the state file).
+func (a *Agent) setSynced(dest string, id transfer.ChunkID, rec *transfer.Record) {
+	a.treesMu.Lock()
+	defer a.treesMu.Unlock()
+	if rec == nil {
+		delete(a.synced, dest)
+		return
+	}
+	if a.synced == nil {
+		a.synced = make(map[string]syncedTree)
+	}
+	a.synced[dest] = syncedTree{id: id, rec: rec}
+}
+
+// manifest returns manifest id, decoded, from the node's recent ones or
+// else from its store or the sources (FetchManifest). The result is
+// shared: do not change it.
+func (a *Agent) manifest(ctx context.Context, id transfer.ChunkID, sources ...transfer.Source) (*transfer.Manifest, error) {
+	a.treesMu.Lock()
+	m := a.manifests[id]
+	a.treesMu.Unlock()
+	if m != nil {
+		return m, nil
+	}
+	fetched, err := transfer.FetchManifest(ctx, id, a.chunks, sources...)
+	if err != nil {
+		return nil, err
+	}
+	a.treesMu.Lock()
+	defer a.treesMu.Unlock()
+	if a.manifests == nil || len(a.manifests) >= 4 {
+		a.manifests = make(map[transfer.ChunkID]*transfer.Manifest)
+	}
+	a.manifests[id] = &fetched
+	return &fetched, nil
+}
+
+// fromDelta builds manifest id from the delta the head sent, when this
+// node last synced dest from the delta's base; ok is false otherwise.
+func (a *Agent) fromDelta(req api.NodeSyncRequest, ref api.BlobRef, id transfer.ChunkID, dest string) (m *transfer.Manifest, prev *transfer.Record, ok bool) {
+	last, found := a.lastSynced(dest)
+	if !found {
+		return nil, nil, false
+	}
+	data := req.Deltas[ref.Digest]
+	if data == nil {
+		return nil, last.rec, false
+	}
+	d, err := transfer.DecodeDelta(data)
+	if err != nil || d.Base != last.id || d.Result != id {
+		return nil, last.rec, false
+	}
+	built, err := d.Apply(last.rec.Entries())
+	if err != nil {
+		a.log.Warn("a manifest delta from the head did not apply; fetching the manifest", "dest", ref.Dest, "err", err)
+		return nil, last.rec, false
+	}
+	return &built, last.rec, true
+}
+
+// blobDest is where blob b goes on this node, and, for a file mount
+// served from the node's own copy (AgentConfig.PrivateMounts), the path
+// the job sees it at.
+func (a *Agent) blobDest(b api.BlobRef) (dest, private string, err error) {
+	dest, err = resolveDest(a.cfg.Home, b.Dest, b.File)
+	if err != nil {
+		return "", "", err
+	}
+	if a.cfg.PrivateMounts && filepath.IsAbs(b.Dest) {
+		return a.privatePath(dest), dest, nil
+	}
+	return dest, "", nil
+}
+
+// deltas returns, for the workers, a delta to each blob's manifest from
+// the one the head synced there before (bases, taken before the head's
+// own sync). A manifest the head has not decoded yet, a first sync, and a
+// change too big to send inline get none.
+func (a *Agent) deltas(ctx context.Context, blobs []api.BlobRef, bases map[string]syncedTree) map[string][]byte {
+	var out map[string][]byte
+	for _, b := range blobs {
+		id, err := transfer.ParseChunkID(b.Digest)
+		if err != nil {
+			continue
+		}
+		m, err := a.manifest(ctx, id)
+		if err != nil {
+			continue
+		}
+		d, ok := a.sinceBase(b, bases, id, m)
+		if !ok || d.Base == id {
+			continue
+		}
+		enc := d.Encode()
+		if len(enc) > maxInlineDelta || len(d.Changed)+len(d.Removed) > len(m.Entries)/2 {
+			continue
+		}
+		if out == nil {
+			out = make(map[string][]byte)
+		}
+		out[b.Digest] = enc
+	}
+	return out
+}
+
+// sinceBase returns the delta to blob b's manifest m (id) from what this
+// node synced there before (bases); ok is false when it synced nothing
+// there.
+func (a *Agent) sinceBase(b api.BlobRef, bases map[string]syncedTree, id transfer.ChunkID, m *transfer.Manifest) (d transfer.Delta, ok bool) {
+	dest, _, err := a.blobDest(b)
+	if err != nil {
+		return d, false
+	}
+	base, ok := bases[dest]
+	if !ok {
+		return d, false
+	}
+	prev := transfer.Manifest{Version: transfer.ManifestVersion, Entries: base.rec.Entries()}
+	return transfer.Diff(&prev, base.id, m, id), true
+}
+
+// syncedBases returns what this node last synced to each blob's
+// destination.
+func (a *Agent) syncedBases(blobs []api.BlobRef) map[string]syncedTree {
+	out := make(map[string]syncedTree)
+	for _, b := range blobs {
+		dest, _, err := a.blobDest(b)
+		if err != nil {
+			continue
+		}
+		if t, ok := a.lastSynced(dest); ok {
+			out[dest] = t
+		}
+	}
+	return out
+}
