@@ -20,7 +20,7 @@ import (
 const checksumRun = `num_nodes: 4
 workdir: ./code
 run: |
-  find . -type f ! -name 'out-*' | LC_ALL=C sort | while read -r f; do echo "R$SKYPILOT_NODE_RANK $f $(sha256sum < "$f" | cut -c1-64)"; done
+  find . -type f ! -name 'out-*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sed "s/^/R$SKYPILOT_NODE_RANK /"
   echo "wrote by job" > out-$SKYPILOT_NODE_RANK
 `
 
@@ -75,12 +75,12 @@ func TestWorkdirSyncMatchesEveryRank(t *testing.T) {
 	compare := func(out string) {
 		t.Helper()
 		got := map[int]map[string]string{}
-		for _, m := range regexp.MustCompile(`R(\d) (\S+) ([0-9a-f]{64})`).FindAllStringSubmatch(out, -1) {
+		for _, m := range regexp.MustCompile(`R(\d) ([0-9a-f]{64})  (\S+)`).FindAllStringSubmatch(out, -1) {
 			r := int(m[1][0] - '0')
 			if got[r] == nil {
 				got[r] = map[string]string{}
 			}
-			got[r][m[2]] = m[3]
+			got[r][m[3]] = m[2]
 		}
 		for r := 0; r < 4; r++ {
 			var bad []string
@@ -112,6 +112,29 @@ func TestWorkdirSyncMatchesEveryRank(t *testing.T) {
 		p := filepath.Join(cli.Home, "local", "clusters", "sync", fmt.Sprintf("node-%d", r), "home", "sky_workdir", fmt.Sprintf("out-%d", r))
 		if data, err := os.ReadFile(p); err != nil || !strings.Contains(string(data), "wrote by job") {
 			t.Errorf("rank %d: the job's output did not survive the re-sync: %v", r, err)
+		}
+	}
+
+	// More at once: a file removed, one added in a new directory, one
+	// changed. The workers build the manifest from the head's delta.
+	if err := os.Remove(filepath.Join(root, "d4", "sub1", "f4.bin")); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "./d4/sub1/f4.bin")
+	put("new/dir/added.txt", []byte("added"), true)
+	put("d3/sub0/f3.bin", []byte("changed again"), true)
+	res = cli.Run("exec", "sync", "sync.yaml")
+	if res.Code != 0 {
+		t.Fatalf("exec exit %d", res.Code)
+	}
+	compare(res.Stdout)
+	for r := 1; r < 4; r++ {
+		log, err := os.ReadFile(filepath.Join(cli.Home, "local", "clusters", "sync", fmt.Sprintf("node-%d", r), "home", ".sky-coord-agent", "agent.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(string(log), "delta=true"); n != 2 {
+			t.Errorf("rank %d: %d of 2 re-syncs built the manifest from the head's delta", r, n)
 		}
 	}
 }
