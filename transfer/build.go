@@ -216,15 +216,17 @@ func (t *Tree) hashFiles(ctx context.Context, infos []fs.FileInfo, opts BuildOpt
 	err := eachParallel(ctx, workers, len(files), func(ctx context.Context, n int) error {
 		i := files[n]
 		e, fi := &t.Manifest.Entries[i], infos[i]
-		abs := t.root
-		if e.Path != RootPath {
-			abs = filepath.Join(t.root, filepath.FromSlash(e.Path))
+		abs := func() string {
+			if e.Path == RootPath {
+				return t.root
+			}
+			return filepath.Join(t.root, filepath.FromSlash(e.Path))
 		}
 		if opts.Cache != nil {
 			if chunks, ok := opts.Cache.lookup(e.Path, fi); ok {
 				e.Chunks = chunks
 				if opts.onChunks != nil {
-					opts.onChunks(abs, chunks)
+					opts.onChunks(abs(), chunks)
 				}
 				m.add(1, e.Size)
 				return nil
@@ -232,7 +234,7 @@ func (t *Tree) hashFiles(ctx context.Context, infos []fs.FileInfo, opts BuildOpt
 		}
 		fc := chunkerPool.Get().(*fileChunker)
 		fc.sink = opts.onChunkData
-		chunks, size, err := chunkFile(ctx, fc, abs)
+		chunks, size, err := chunkFile(ctx, fc, abs())
 		fc.sink = nil
 		chunkerPool.Put(fc)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -245,7 +247,7 @@ func (t *Tree) hashFiles(ctx context.Context, infos []fs.FileInfo, opts BuildOpt
 		}
 		e.Chunks, e.Size = chunks, size
 		if opts.onChunks != nil {
-			opts.onChunks(abs, chunks)
+			opts.onChunks(abs(), chunks)
 		}
 		read.Add(1)
 		readBytes.Add(size)

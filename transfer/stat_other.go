@@ -2,7 +2,11 @@
 
 package transfer
 
-import "io/fs"
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+)
 
 // sysIdentity returns what, beside size and mtime, tells whether a file
 // may have changed. Off Linux it knows nothing more, and the stat cache
@@ -13,3 +17,9 @@ func sysIdentity(fs.FileInfo) (dev, ino uint64, ctime int64) {
 
 // ownedByMe is unknown off Linux, and answers no.
 func ownedByMe(fs.FileInfo) bool { return false }
+
+// lstatAt is Lstat of the entry name of the open directory dir (fd is
+// its descriptor).
+func lstatAt(dir *os.File, _ int, name string) (fs.FileInfo, error) {
+	return os.Lstat(filepath.Join(dir.Name(), name))
+}

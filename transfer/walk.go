@@ -8,6 +8,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 )
@@ -110,13 +112,21 @@ func (w *walker) list(rel string, rules ignoreRules, descend func(string, ignore
 	if len(more) > 0 {
 		rules = append(rules[:len(rules):len(rules)], more...)
 	}
-	entries, err := os.ReadDir(abs) // sorted by name
+	var entries []fs.DirEntry
+	dir, err := os.Open(abs)
+	if err == nil {
+		defer dir.Close() // read only
+		if entries, err = dir.ReadDir(-1); err == nil {
+			slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+		}
+	}
 	if err != nil {
 		if rel != "" && errors.Is(err, fs.ErrNotExist) {
 			return nil, nil, nil // removed while we walk
 		}
 		return nil, nil, fmt.Errorf("read directory %s: %w", abs, err)
 	}
+	fd := int(dir.Fd())
 	var dirs []string
 	ignored := 0
 	for _, e := range entries {
@@ -136,7 +146,7 @@ func (w *walker) list(rel string, rules ignoreRules, descend func(string, ignore
 			ignored++
 			continue
 		}
-		fi, err := e.Info()
+		fi, err := lstatAt(dir, fd, name)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue // removed while we walk
