@@ -118,6 +118,11 @@ func (s *DiskStore) readNewPacks(cleanup bool) error {
 	}
 	var read []packIndex
 	total := 0
+	var cache map[string][]packEntry
+	if len(s.packs) == 0 {
+		cache = loadPackCache(s.dir)
+	}
+	fresh := 0
 	for _, e := range entries {
 		name := e.Name()
 		if s.packs[name] {
@@ -131,6 +136,12 @@ func (s *DiskStore) readNewPacks(cleanup bool) error {
 			continue
 		}
 		s.packs[name] = true
+		if idx, ok := cache[name]; ok {
+			read = append(read, packIndex{name, idx})
+			total += len(idx)
+			continue
+		}
+		fresh++
 		idx, err := readPackIndex(p)
 		if err != nil {
 			// A damaged pack holds nothing we can trust: its chunks will
@@ -152,6 +163,9 @@ func (s *DiskStore) readNewPacks(cleanup bool) error {
 				s.index[c.id] = chunkInPack{pack: r.name, off: c.off, size: c.size}
 			}
 		}
+	}
+	if fresh >= packCacheAfter {
+		s.savePackCache()
 	}
 	return nil
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -204,4 +206,61 @@ func TestDiskStoreSharedPackRemovedAndStoredAgain(t *testing.T) {
 	}
 	mustNo(t, s1.Put(ctx, id, bytes.NewReader(data)))
 	wantChunk(t, s2, id, data, "second store does not find the chunk stored again")
+}
+
+// A store of many packs writes their indexes into one cache file at open;
+// the next open reads that, passes over a pack removed since, reads a pack
+// added since, and ignores a damaged cache.
+func TestDiskStorePackCache(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := NewDiskStore(dir)
+	mustNo(t, err)
+	var ids []ChunkID
+	for i := range packCacheAfter + 4 {
+		data := []byte(fmt.Sprint("chunk ", i))
+		ids = append(ids, HashChunk(data))
+		mustNo(t, s.Put(ctx, ids[i], bytes.NewReader(data))) // a pack each
+	}
+	cache := filepath.Join(dir, packCacheFile)
+	if _, err := os.Stat(cache); !os.IsNotExist(err) {
+		t.Fatalf("a cache before any open read the packs: %v", err)
+	}
+	_, err = NewDiskStore(dir)
+	mustNo(t, err)
+	if got := len(loadPackCache(dir)); got != len(ids) {
+		t.Fatalf("cache lists %d packs, want %d", got, len(ids))
+	}
+	// Remove the pack of ids[0]; add one.
+	packs, err := os.ReadDir(filepath.Join(dir, packsDir))
+	mustNo(t, err)
+	for _, p := range packs {
+		if strings.HasPrefix(p.Name(), ids[0].String()[:16]) {
+			mustNo(t, os.Remove(filepath.Join(dir, packsDir, p.Name())))
+		}
+	}
+	added := []byte("added after the cache")
+	mustNo(t, s.Put(ctx, HashChunk(added), bytes.NewReader(added)))
+	check := func(what string) {
+		t.Helper()
+		s2, err := NewDiskStore(dir)
+		mustNo(t, err)
+		missing, err := s2.Missing(ctx, append(slices.Clone(ids), HashChunk(added)))
+		mustNo(t, err)
+		if len(missing) != 1 || missing[0] != ids[0] {
+			t.Fatalf("%s: missing %v, want only the removed pack's chunk %s", what, missing, ids[0])
+		}
+		wantChunk(t, s2, ids[3], []byte("chunk 3"), what+": chunk 3 differs")
+		wantChunk(t, s2, HashChunk(added), added, what+": the added chunk differs")
+	}
+	check("with the cache")
+	data, err := os.ReadFile(cache)
+	mustNo(t, err)
+	data[len(data)/2] ^= 0xff
+	mustNo(t, os.WriteFile(cache, data, 0o644))
+	if loadPackCache(dir) != nil {
+		t.Fatal("a damaged cache was read")
+	}
+	check("with a damaged cache")
 }
