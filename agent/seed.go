@@ -89,6 +89,9 @@ func (a *Agent) seedTree(ctx context.Context, id transfer.ChunkID, m *transfer.M
 	if err != nil {
 		return true, nil, err
 	}
+	if layer, err := transfer.LayerFrom(lower, rec); err == nil {
+		a.keepLayer(lower, layer) // the next sync's view needs it
+	}
 	a.log.Info("mounted a copy-on-write view of the machine's copy", "dest", dest,
 		"shared_copy", treeReady.Sub(start), "mount", mounted.Sub(treeReady), "adopt", time.Since(mounted))
 	return true, rec, nil
@@ -173,10 +176,7 @@ func (a *Agent) viewOf(dest string, files int) *transfer.View {
 			a.log.Warn("the machine's copy has no record; looking at every path", "dest", dest, "err", err)
 			return nil
 		}
-		if a.layers == nil || len(a.layers) >= 8 {
-			a.layers = make(map[string]*transfer.Layer)
-		}
-		a.layers[rec.Lower] = layer
+		a.keepLayer(rec.Lower, layer)
 	}
 	held, hiding, err := upperChanges(upper, files)
 	if errors.Is(err, errLayerTooBig) {
@@ -187,6 +187,15 @@ func (a *Agent) viewOf(dest string, files int) *transfer.View {
 		return nil
 	}
 	return &transfer.View{Lower: layer, Upper: held, Hiding: hiding}
+}
+
+// keepLayer remembers the machine's copy at dir, as read, for the views
+// over it. Call it with syncMu held.
+func (a *Agent) keepLayer(dir string, l *transfer.Layer) {
+	if a.layers == nil || len(a.layers) >= 8 {
+		a.layers = make(map[string]*transfer.Layer)
+	}
+	a.layers[dir] = l
 }
 
 // mountID identifies a mount (mountStamp).

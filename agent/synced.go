@@ -65,7 +65,9 @@ func (a *Agent) manifest(ctx context.Context, id transfer.ChunkID, sources ...tr
 	}
 	a.treesMu.Lock()
 	defer a.treesMu.Unlock()
-	if a.manifests == nil || len(a.manifests) >= 4 {
+	// A sync needs one manifest a few times (the head's prefetch, its
+	// deltas, its own sync); a big tree's takes tens of MB: keep two.
+	if a.manifests == nil || len(a.manifests) >= 2 {
 		a.manifests = make(map[transfer.ChunkID]*transfer.Manifest)
 	}
 	a.manifests[id] = &fetched

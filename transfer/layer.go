@@ -37,6 +37,22 @@ func LoadLayer(dir, stateFile string) (*Layer, error) {
 	return l, nil
 }
 
+// LayerFrom is the Layer of the tree at dir when it holds exactly what
+// rec records, file for file with the same inodes: the lower layer of a
+// view AdoptCopy adopted, whose record it returned. It saves reading the
+// lower layer's record again.
+func LayerFrom(dir string, rec *Record) (*Layer, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Layer{dir: abs, entries: rec.st.entries, infos: make([]layerInfo, len(rec.st.entries))}
+	for i := range l.entries {
+		l.infos[i] = layerInfo{e: &l.entries[i], rec: rec.st.recs[i]}
+	}
+	return l, nil
+}
+
 // View says that Apply's destination is a copy-on-write view with Lower
 // below it.
 type View struct {

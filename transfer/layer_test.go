@@ -67,3 +67,26 @@ func TestLoadLayerWithoutRecord(t *testing.T) {
 		t.Fatal("LoadLayer of a tree without a record: no error")
 	}
 }
+
+// LayerFrom the record AdoptCopy returns says what LoadLayer of the
+// copy's own record says.
+func TestLayerFromAdoptedRecord(t *testing.T) {
+	t.Parallel()
+	_, built, dst, _, tree := builtAndCopied(t, map[string]string{"a": "a", "d/b": "b"})
+	rec, err := AdoptCopy(&tree.Manifest, dst, built, built+".state", ApplyOptions{StateFile: dst + ".state"})
+	mustNo(t, err)
+	got, err := LayerFrom(built, rec)
+	mustNo(t, err)
+	want, err := LoadLayer(built, built+".state")
+	mustNo(t, err)
+	if got.dir != want.dir || len(got.infos) != len(want.infos) {
+		t.Fatalf("LayerFrom: %s with %d entries, LoadLayer: %s with %d", got.dir, len(got.infos), want.dir, len(want.infos))
+	}
+	for i := range got.infos {
+		g, w := &got.infos[i], &want.infos[i]
+		if g.e.Path != w.e.Path || g.rec != w.rec || g.Mode() != w.Mode() || !g.ModTime().Equal(w.ModTime()) || g.Size() != w.Size() {
+			t.Errorf("entry %s: LayerFrom %v %v %d %+v, LoadLayer %v %v %d %+v", g.e.Path,
+				g.Mode(), g.ModTime(), g.Size(), g.rec, w.Mode(), w.ModTime(), w.Size(), w.rec)
+		}
+	}
+}
