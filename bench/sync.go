@@ -69,6 +69,12 @@ func (sb *syncBench) run(ctx context.Context) string {
 	var treeBytes int64
 	var files int
 	var bare time.Duration
+	down := func(n int) { _ = e.cmd("down", "-y", fmt.Sprintf("syncb%d", n)).Run() }
+	defer func() {
+		for n := range syncTrials {
+			down(n) // after a failure; a no-op for a cluster already down
+		}
+	}()
 	for n := range syncTrials {
 		stopIfDone(ctx)
 		tr, tb, nf, bareExec, err := sb.trial(ctx, e, refDir, n)
@@ -79,6 +85,9 @@ func (sb *syncBench) run(ctx context.Context) string {
 		}
 		trials = append(trials, tr)
 		treeBytes, files, bare = tb, nf, bareExec
+		// The next trial runs without this one's 8 idle agents beside it
+		// (stopped: down would delete its files, see syncBench).
+		_ = e.cmd("stop", fmt.Sprintf("syncb%d", n)).Run()
 	}
 	med := func(f func(syncTrial) time.Duration) time.Duration {
 		d := make([]time.Duration, len(trials))
@@ -100,7 +109,7 @@ func (sb *syncBench) run(ctx context.Context) string {
 	resyncHead := med(func(t syncTrial) time.Duration { return t.resyncUpload })
 
 	fmt.Fprintf(&b, "Tree: %d files, %.0f MB (5,000 files of 1–40 KB and 5 × 20 MB, last modified an hour before the run), on local disk; %d nodes on this machine, %s. "+
-		"%d trials, each with a tree, cluster and rsync targets of its own; medians, with every trial's figure after them. "+
+		"%d trials, each with a tree, cluster and rsync targets of its own (a trial's cluster is stopped before the next starts); medians, with every trial's figure after them. "+
 		"sky-coord's first figure is the wall time of `sky-coord exec CLUSTER task.yaml` (upload, sync to every node, an `echo` run, job SUCCEEDED; the same exec without a workdir took %s); "+
 		"*upload* is what exec reports for scanning the tree and giving the coordinator what it lacks (the CLI runs on the coordinator's machine, so it writes into the coordinator's chunk store as it hashes; elsewhere the chunks go over HTTP), *nodes* what the job log reports for bringing every node's copy into place.\n\n",
 		files, float64(treeBytes)/1e6, syncNodes, sharing(), syncTrials, secs(bare))
@@ -120,9 +129,6 @@ func (sb *syncBench) run(ctx context.Context) string {
 	fmt.Fprintf(&b, "| client egress (bytes the coordinator took in, trial 1) | %.1f MB | the tree: %.1f MB | %.2f× | ≤ 1.25× |\n\n",
 		float64(egress)/1e6, float64(treeBytes)/1e6, float64(egress)/float64(treeBytes))
 	fmt.Fprintf(&b, "Each trial — %s.\n\n", strings.Join(per, "; "))
-	for n := range syncTrials {
-		_ = e.cmd("down", "-y", fmt.Sprintf("syncb%d", n)).Run()
-	}
 	return b.String()
 }
 
