@@ -101,13 +101,17 @@ func TestWorkdirSyncMatchesEveryRank(t *testing.T) {
 		}
 	}
 	compare(res.Stdout)
+	resync := func() {
+		t.Helper()
+		res := cli.Run("exec", "sync", "sync.yaml")
+		if res.Code != 0 {
+			t.Fatalf("exec exit %d", res.Code)
+		}
+		compare(res.Stdout)
+	}
 
 	put("d3/sub0/f3.bin", []byte("changed"), true)
-	res = cli.Run("exec", "sync", "sync.yaml")
-	if res.Code != 0 {
-		t.Fatalf("exec exit %d", res.Code)
-	}
-	compare(res.Stdout)
+	resync()
 	for r := 0; r < 4; r++ {
 		p := filepath.Join(cli.Home, "local", "clusters", "sync", fmt.Sprintf("node-%d", r), "home", "sky_workdir", fmt.Sprintf("out-%d", r))
 		if data, err := os.ReadFile(p); err != nil || !strings.Contains(string(data), "wrote by job") {
@@ -123,11 +127,7 @@ func TestWorkdirSyncMatchesEveryRank(t *testing.T) {
 	delete(want, "./d4/sub1/f4.bin")
 	put("new/dir/added.txt", []byte("added"), true)
 	put("d3/sub0/f3.bin", []byte("changed again"), true)
-	res = cli.Run("exec", "sync", "sync.yaml")
-	if res.Code != 0 {
-		t.Fatalf("exec exit %d", res.Code)
-	}
-	compare(res.Stdout)
+	resync()
 	for r := 1; r < 4; r++ {
 		log, err := os.ReadFile(filepath.Join(cli.Home, "local", "clusters", "sync", fmt.Sprintf("node-%d", r), "home", ".sky-coord-agent", "agent.log"))
 		if err != nil {
