@@ -356,15 +356,28 @@ type statResult struct {
 }
 
 // statAll runs Lstat on the path of every entry the plan will look at,
-// several at once: on a big tree, the re-sync of a node with many cores
-// then costs a fraction of stat-ing its files one after another. Entries
-// that SkipUnchanged trusts are not looked at, nor those a View knows.
+// the files several at once: on a big tree, the re-sync of a node with
+// many cores then costs a fraction of stat-ing its files one after
+// another. Entries that SkipUnchanged trusts are not looked at, nor those
+// a View knows, nor those below a directory that is not there.
 func (a *applier) statAll() []statResult {
 	out := make([]statResult, len(a.m.Entries))
 	view := a.opts.View.lookupIn(a.m)
+	// Directories are looked at first, in order: below one that is not
+	// there, or is no directory, nothing of the tree is (plan creates it
+	// whole), and its entries are not looked at. A first sync into an
+	// empty directory then stats no more than its top level.
+	absent := make(map[string]bool)
 	var todo []int
 	for i := 1; i < len(a.m.Entries); i++ {
 		e := &a.m.Entries[i]
+		if len(absent) > 0 && absent[parentPath(e.Path)] {
+			out[i].err = fs.ErrNotExist
+			if e.Type == TypeDir {
+				absent[e.Path] = true
+			}
+			continue
+		}
 		if a.opts.SkipUnchanged {
 			if j := a.from[i]; j >= 0 && sameEntry(&a.prev.entries[j], e) {
 				continue
@@ -372,9 +385,15 @@ func (a *applier) statAll() []statResult {
 		}
 		if fi, err, ok := view.lookup(i, e.Path); ok {
 			out[i] = statResult{fi: fi, err: err}
+		} else if e.Type == TypeDir {
+			out[i].fi, out[i].err = os.Lstat(a.abs(e.Path))
+		} else {
+			todo = append(todo, i)
 			continue
 		}
-		todo = append(todo, i)
+		if e.Type == TypeDir && (out[i].err != nil || !out[i].fi.IsDir()) {
+			absent[e.Path] = true
+		}
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(todo)/256+1)
 	const batch = 128
