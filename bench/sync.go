@@ -32,7 +32,7 @@ type syncBench struct {
 
 const (
 	syncNodes  = 8
-	syncTrials = 3
+	syncTrials = 5
 )
 
 // syncTrial is one trial's figures.
