@@ -1,0 +1,73 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/transfer"
+)
+
+// A node builds the manifest from the head's delta only when it last
+// synced the delta's base there, and the delta leads to the manifest
+// asked for; otherwise it fetches the manifest, keeping its record.
+func TestFromDeltaOnlyFromTheSameBase(t *testing.T) {
+	ctx := context.Background()
+	a, err := New(api.AgentConfig{Token: "t", Home: t.TempDir(), Marker: "m", CoordinatorURL: "http://127.0.0.1:1"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, dest := t.TempDir(), filepath.Join(t.TempDir(), "wd")
+	build := func(content string) (*transfer.Manifest, transfer.ChunkID) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(src, "f"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tree, err := transfer.BuildManifest(ctx, src, transfer.BuildOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _, err := transfer.Upload(ctx, &tree.Manifest, tree, a.chunks, transfer.UploadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &tree.Manifest, id
+	}
+	m1, id1 := build("one")
+	plan, err := transfer.PlanApply(m1, dest, transfer.ApplyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plan.Apply(ctx, a.chunks); err != nil {
+		t.Fatal(err)
+	}
+	m2, id2 := build("two")
+	m3, id3 := build("three")
+	d12, d23, d13 := transfer.Diff(m1, id1, m2, id2), transfer.Diff(m2, id2, m3, id3), transfer.Diff(m1, id1, m3, id3)
+	ref := api.BlobRef{Dest: "~/sky_workdir", Digest: id2.String()}
+	req := api.NodeSyncRequest{Deltas: map[string][]byte{id2.String(): d12.Encode()}}
+
+	if _, _, ok := a.fromDelta(req, ref, id2, dest); ok {
+		t.Error("a node that synced nothing there used a delta")
+	}
+	a.setSynced(dest, id1, plan.Record())
+	m, prev, ok := a.fromDelta(req, ref, id2, dest)
+	if !ok || prev != plan.Record() {
+		t.Fatalf("delta from the base the node synced: used %v, record kept %v", ok, prev != nil)
+	}
+	if got, _ := m.ID(); got != id2 {
+		t.Errorf("manifest built from the delta has id %s, want %s", got, id2)
+	}
+	for name, req := range map[string]api.NodeSyncRequest{
+		"no delta":                          {},
+		"a delta from another base":         {Deltas: map[string][]byte{id2.String(): d23.Encode()}},
+		"a delta leading to another result": {Deltas: map[string][]byte{id2.String(): d13.Encode()}},
+		"a damaged delta":                   {Deltas: map[string][]byte{id2.String(): []byte("SKYDELTA1\nshort")}},
+	} {
+		if _, prev, ok := a.fromDelta(req, ref, id2, dest); ok || prev != plan.Record() {
+			t.Errorf("%s: used %v, record kept %v; want the manifest fetched and the record kept", name, ok, prev != nil)
+		}
+	}
+}
