@@ -19,11 +19,20 @@ func TestFromDeltaOnlyFromTheSameBase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, dest := t.TempDir(), filepath.Join(t.TempDir(), "wd")
-	build := func(content string) (*transfer.Manifest, transfer.ChunkID) {
+	src, dest := filepath.Join(t.TempDir(), "src"), filepath.Join(t.TempDir(), "wd")
+	// build makes src hold exactly files and uploads its tree.
+	build := func(files map[string]string) (*transfer.Manifest, transfer.ChunkID) {
 		t.Helper()
-		if err := os.WriteFile(filepath.Join(src, "f"), []byte(content), 0o644); err != nil {
+		if err := os.RemoveAll(src); err != nil {
 			t.Fatal(err)
+		}
+		if err := os.Mkdir(src, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, content := range files {
+			if err := os.WriteFile(filepath.Join(src, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 		tree, err := transfer.BuildManifest(ctx, src, transfer.BuildOptions{})
 		if err != nil {
@@ -35,7 +44,7 @@ func TestFromDeltaOnlyFromTheSameBase(t *testing.T) {
 		}
 		return &tree.Manifest, id
 	}
-	m1, id1 := build("one")
+	m1, id1 := build(map[string]string{"f": "one", "g": "g"})
 	plan, err := transfer.PlanApply(m1, dest, transfer.ApplyOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -43,9 +52,11 @@ func TestFromDeltaOnlyFromTheSameBase(t *testing.T) {
 	if _, err := plan.Apply(ctx, a.chunks); err != nil {
 		t.Fatal(err)
 	}
-	m2, id2 := build("two")
-	m3, id3 := build("three")
-	d12, d23, d13 := transfer.Diff(m1, id1, m2, id2), transfer.Diff(m2, id2, m3, id3), transfer.Diff(m1, id1, m3, id3)
+	m2, id2 := build(map[string]string{"f": "two"})
+	// From m3, which lacks g too, the delta to m2 does not remove g:
+	// applied to m1 it would keep it.
+	m3, id3 := build(map[string]string{"f": "three"})
+	d12, d32, d13 := transfer.Diff(m1, id1, m2, id2), transfer.Diff(m3, id3, m2, id2), transfer.Diff(m1, id1, m3, id3)
 	ref := api.BlobRef{Dest: "~/sky_workdir", Digest: id2.String()}
 	req := api.NodeSyncRequest{Deltas: map[string][]byte{id2.String(): d12.Encode()}}
 
@@ -62,7 +73,7 @@ func TestFromDeltaOnlyFromTheSameBase(t *testing.T) {
 	}
 	for name, req := range map[string]api.NodeSyncRequest{
 		"no delta":                          {},
-		"a delta from another base":         {Deltas: map[string][]byte{id2.String(): d23.Encode()}},
+		"a delta from another base":         {Deltas: map[string][]byte{id2.String(): d32.Encode()}},
 		"a delta leading to another result": {Deltas: map[string][]byte{id2.String(): d13.Encode()}},
 		"a damaged delta":                   {Deltas: map[string][]byte{id2.String(): []byte("SKYDELTA1\nshort")}},
 	} {
