@@ -105,8 +105,12 @@ func BuildManifest(ctx context.Context, root string, opts BuildOptions) (*Tree, 
 		t.Stats.Files++
 	case fi.IsDir():
 		rootEntry.Type = TypeDir
-		t.Manifest.Entries = []Entry{rootEntry}
-		infos = []fs.FileInfo{nil}
+		// The last scan of this tree, where the cache has one, says about
+		// how many entries to expect: its files, and some directories.
+		files := opts.Cache.entries()
+		hint := 1 + files + files/8
+		t.Manifest.Entries = append(make([]Entry, 0, hint), rootEntry)
+		infos = append(make([]fs.FileInfo, 0, hint), nil)
 		t.Stats.Dirs++
 		visit := func(rel string, fi fs.FileInfo) error {
 			e, ok, err := t.describe(rel, fi)
@@ -283,7 +287,11 @@ func chunkFile(ctx context.Context, fc *fileChunker, abs string) ([]ChunkRef, in
 
 // index records where each distinct chunk can be read.
 func (t *Tree) index() {
-	t.chunks = make(map[ChunkID]chunkLoc)
+	n := 0
+	for i := range t.Manifest.Entries {
+		n += len(t.Manifest.Entries[i].Chunks)
+	}
+	t.chunks = make(map[ChunkID]chunkLoc, n)
 	for i := range t.Manifest.Entries {
 		var off int64
 		for _, c := range t.Manifest.Entries[i].Chunks {

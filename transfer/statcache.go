@@ -121,6 +121,16 @@ func statEntry(fi fs.FileInfo) cacheEntry {
 	return cacheEntry{size: fi.Size(), mtime: fi.ModTime().UnixNano(), ctime: ctime, dev: dev, ino: ino}
 }
 
+// entries returns how many files the cache remembers (0 for no cache).
+func (c *StatCache) entries() int {
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.old)
+}
+
 // lookup returns the chunks remembered for path when its stat matches.
 func (c *StatCache) lookup(path string, fi fs.FileInfo) ([]ChunkRef, bool) {
 	want := statEntry(fi)
