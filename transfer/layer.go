@@ -30,11 +30,7 @@ func LoadLayer(dir, stateFile string) (*Layer, error) {
 	if len(st.entries) == 0 {
 		return nil, fmt.Errorf("no record of the tree at %s in %s", dir, stateFile)
 	}
-	l := &Layer{dir: abs, entries: st.entries, infos: make([]layerInfo, len(st.entries))}
-	for i := range st.entries {
-		l.infos[i] = layerInfo{e: &st.entries[i], rec: st.recs[i]}
-	}
-	return l, nil
+	return newLayer(abs, st), nil
 }
 
 // LayerFrom is the Layer of the tree at dir when it holds exactly what
@@ -46,11 +42,16 @@ func LayerFrom(dir string, rec *Record) (*Layer, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Layer{dir: abs, entries: rec.st.entries, infos: make([]layerInfo, len(rec.st.entries))}
+	return newLayer(abs, rec.st), nil
+}
+
+// newLayer is the Layer of the tree at abs that st records.
+func newLayer(abs string, st *applyState) *Layer {
+	l := &Layer{dir: abs, entries: st.entries, infos: make([]layerInfo, len(st.entries))}
 	for i := range l.entries {
-		l.infos[i] = layerInfo{e: &l.entries[i], rec: rec.st.recs[i]}
+		l.infos[i] = layerInfo{e: &l.entries[i], rec: st.recs[i]}
 	}
-	return l, nil
+	return l
 }
 
 // View says that Apply's destination is a copy-on-write view with Lower
