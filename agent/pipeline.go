@@ -187,9 +187,11 @@ func (a *Agent) syncAll(j *job) error {
 	// What the head synced before, for the workers' deltas: taken before
 	// its own sync replaces it.
 	bases := a.syncedBases(spec.Blobs)
+	var diffs map[string]headDiff
 	var prefetched time.Duration
 	if shared {
-		if err := a.prefetch(j.ctx, spec.Blobs, bases); err != nil {
+		diffs = a.diffs(j.ctx, spec.Blobs, bases, a.coordinatorSources()...)
+		if err := a.prefetch(j.ctx, spec.Blobs, diffs); err != nil {
 			return fmt.Errorf("node %d (%s): %w", head.Rank, head.IP, err)
 		}
 		prefetched = time.Since(start)
@@ -200,7 +202,10 @@ func (a *Agent) syncAll(j *job) error {
 	for i, n := range workers {
 		peers[i] = n.Addr
 	}
-	deltas := a.deltas(j.ctx, spec.Blobs, bases)
+	if !shared && len(workers) > 0 { // the head's own sync decoded the manifests
+		diffs = a.diffs(j.ctx, spec.Blobs, bases)
+	}
+	deltas := inlineDeltas(diffs)
 	errs := make([]error, len(workers)+1)
 	var wg sync.WaitGroup
 	if shared {

@@ -238,10 +238,10 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 // prefetch brings the chunks of the blobs' manifests into the node's
 // store from the coordinator: the head does it first when the nodes share
 // its store, and then none of them needs to fetch. Where the head synced
-// an earlier manifest (bases), it brings those of the files that changed
+// an earlier manifest (diffs), it brings those of the files that changed
 // since; a node that must put back an unchanged file a job altered
 // fetches what it lacks itself.
-func (a *Agent) prefetch(ctx context.Context, blobs []api.BlobRef, bases map[string]syncedTree) error {
+func (a *Agent) prefetch(ctx context.Context, blobs []api.BlobRef, diffs map[string]headDiff) error {
 	origins := a.coordinatorSources()
 	for _, b := range blobs {
 		id, err := transfer.ParseChunkID(b.Digest)
@@ -253,8 +253,8 @@ func (a *Agent) prefetch(ctx context.Context, blobs []api.BlobRef, bases map[str
 			return fmt.Errorf("manifest %.12s for %s: %w", b.Digest, b.Dest, err)
 		}
 		need := m
-		if d, ok := a.sinceBase(b, bases, id, m); ok {
-			need = &transfer.Manifest{Entries: d.Changed}
+		if hd, ok := diffs[b.Digest]; ok {
+			need = &transfer.Manifest{Entries: hd.d.Changed}
 		}
 		f := transfer.Fetcher{Store: a.chunks, Origins: origins, Parallel: 8}
 		if _, err := f.Fetch(ctx, need.Chunks()); err != nil {

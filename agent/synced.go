@@ -111,51 +111,58 @@ func (a *Agent) blobDest(b api.BlobRef) (dest, private string, err error) {
 	return dest, "", nil
 }
 
-// deltas returns, for the workers, a delta to each blob's manifest from
-// the one the head synced there before (bases, taken before the head's
-// own sync). A manifest the head has not decoded yet, a first sync, and a
-// change too big to send inline get none.
-func (a *Agent) deltas(ctx context.Context, blobs []api.BlobRef, bases map[string]syncedTree) map[string][]byte {
-	var out map[string][]byte
+// headDiff is the difference from what the head synced to a blob's
+// destination before to the blob's manifest.
+type headDiff struct {
+	d       transfer.Delta
+	entries int // in the new manifest
+}
+
+// diffs returns, by manifest digest, the difference of each blob's
+// manifest from the one the head synced there before (bases, taken before
+// its own sync), fetching the manifest from sources when the head has not
+// decoded it yet. A first sync there, or a manifest that cannot be had,
+// gets none.
+func (a *Agent) diffs(ctx context.Context, blobs []api.BlobRef, bases map[string]syncedTree, sources ...transfer.Source) map[string]headDiff {
+	out := make(map[string]headDiff)
 	for _, b := range blobs {
+		dest, _, err := a.blobDest(b)
+		base, ok := bases[dest]
+		if err != nil || !ok {
+			continue
+		}
 		id, err := transfer.ParseChunkID(b.Digest)
+		if err != nil || id == base.id {
+			continue
+		}
+		m, err := a.manifest(ctx, id, sources...)
 		if err != nil {
 			continue
 		}
-		m, err := a.manifest(ctx, id)
-		if err != nil {
+		prev := transfer.Manifest{Version: transfer.ManifestVersion, Entries: base.rec.Entries()}
+		out[b.Digest] = headDiff{d: transfer.Diff(&prev, base.id, m, id), entries: len(m.Entries)}
+	}
+	return out
+}
+
+// inlineDeltas encodes the diffs small enough to send the workers inside their
+// sync requests; a bigger change is synced from the manifest.
+func inlineDeltas(diffs map[string]headDiff) map[string][]byte {
+	var out map[string][]byte
+	for digest, hd := range diffs {
+		if len(hd.d.Changed)+len(hd.d.Removed) > hd.entries/2 {
 			continue
 		}
-		d, ok := a.sinceBase(b, bases, id, m)
-		if !ok || d.Base == id {
-			continue
-		}
-		enc := d.Encode()
-		if len(enc) > maxInlineDelta || len(d.Changed)+len(d.Removed) > len(m.Entries)/2 {
+		enc := hd.d.Encode()
+		if len(enc) > maxInlineDelta {
 			continue
 		}
 		if out == nil {
 			out = make(map[string][]byte)
 		}
-		out[b.Digest] = enc
+		out[digest] = enc
 	}
 	return out
-}
-
-// sinceBase returns the delta to blob b's manifest m (id) from what this
-// node synced there before (bases); ok is false when it synced nothing
-// there.
-func (a *Agent) sinceBase(b api.BlobRef, bases map[string]syncedTree, id transfer.ChunkID, m *transfer.Manifest) (d transfer.Delta, ok bool) {
-	dest, _, err := a.blobDest(b)
-	if err != nil {
-		return d, false
-	}
-	base, ok := bases[dest]
-	if !ok {
-		return d, false
-	}
-	prev := transfer.Manifest{Version: transfer.ManifestVersion, Entries: base.rec.Entries()}
-	return transfer.Diff(&prev, base.id, m, id), true
 }
 
 // syncedBases returns what this node last synced to each blob's
