@@ -56,8 +56,9 @@ type Tree struct {
 	Manifest Manifest
 	Stats    BuildStats
 
-	root   string // absolute, symbolic links resolved
-	chunks map[ChunkID]chunkLoc
+	root    string // absolute, symbolic links resolved
+	chunks  map[ChunkID]chunkLoc
+	exclude stamp // of .git/info/exclude, before the build (Snapshot)
 }
 
 // chunkLoc is where a chunk's bytes are: in which entry, at what offset.
@@ -94,7 +95,8 @@ func BuildManifest(ctx context.Context, root string, opts BuildOptions) (*Tree, 
 	if opts.Cache != nil {
 		opts.Cache.begin(time.Now())
 	}
-	t := &Tree{root: abs, Manifest: Manifest{Version: ManifestVersion}}
+	t := &Tree{root: abs, Manifest: Manifest{Version: ManifestVersion},
+		exclude: stampOf(filepath.Join(abs, filepath.FromSlash(gitExclude)))}
 	var infos []fs.FileInfo // per entry, for the files
 	rootEntry := Entry{Path: RootPath, Mode: unixMode(fi.Mode()), MTime: fi.ModTime().UnixNano()}
 	switch {

@@ -14,6 +14,16 @@ import (
 // manifest last, as Upload always does; a store holding the manifest
 // holds every chunk of it.
 func BuildAndUpload(ctx context.Context, root string, bopts BuildOptions, dst ChunkStore, uopts UploadOptions) (*Tree, ChunkID, UploadStats, error) {
+	return buildAndUpload(ctx, func(o BuildOptions) (*Tree, error) { return BuildManifest(ctx, root, o) }, bopts, dst, uopts)
+}
+
+// RebuildAndUpload is Rebuild then Upload, overlapped as BuildAndUpload
+// overlaps them.
+func RebuildAndUpload(ctx context.Context, s *Snapshot, changed []string, bopts BuildOptions, dst ChunkStore, uopts UploadOptions) (*Tree, ChunkID, UploadStats, error) {
+	return buildAndUpload(ctx, func(o BuildOptions) (*Tree, error) { return Rebuild(ctx, s, changed, o) }, bopts, dst, uopts)
+}
+
+func buildAndUpload(ctx context.Context, build func(BuildOptions) (*Tree, error), bopts BuildOptions, dst ChunkStore, uopts UploadOptions) (*Tree, ChunkID, UploadStats, error) {
 	var early headStart
 	if ds, ok := dst.(*DiskStore); ok {
 		sink := newStoreSink(ds)
@@ -24,7 +34,7 @@ func BuildAndUpload(ctx context.Context, root string, bopts BuildOptions, dst Ch
 		bopts.onChunks = es.add
 		early = es
 	}
-	tree, err := BuildManifest(ctx, root, bopts)
+	tree, err := build(bopts)
 	early.close()
 	if err != nil {
 		return nil, ChunkID{}, UploadStats{}, err

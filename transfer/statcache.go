@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -116,6 +117,45 @@ func (c *StatCache) begin(now time.Time) {
 	c.since = now.Add(-2 * time.Second).UnixNano()
 }
 
+// resume starts a build that describes only some files again (Rebuild):
+// what the cache remembers of the others is kept as it is.
+func (c *StatCache) resume(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.seen) > 0 {
+		c.old = c.seen
+	}
+	c.seen = c.old // one map: what is not looked at again stays
+	c.since = now.Add(-2 * time.Second).UnixNano()
+}
+
+// forget drops what the cache remembers of paths and of the files below
+// them: a Rebuild found them gone.
+func (c *StatCache) forget(paths []string) {
+	if len(paths) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	gone := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		gone[p] = true
+		delete(c.seen, p)
+	}
+	for p := range c.seen {
+		for d := p; ; {
+			i := strings.LastIndexByte(d, '/')
+			if i < 0 {
+				break
+			}
+			if d = d[:i]; gone[d] {
+				delete(c.seen, p)
+				break
+			}
+		}
+	}
+}
+
 func statEntry(fi fs.FileInfo) cacheEntry {
 	dev, ino, ctime := fileIdentity(fi)
 	return cacheEntry{size: fi.Size(), mtime: fi.ModTime().UnixNano(), ctime: ctime, dev: dev, ino: ino}
@@ -155,6 +195,8 @@ func (c *StatCache) remember(path string, fi fs.FileInfo, chunks []ChunkRef) {
 	defer c.mu.Unlock()
 	if e.mtime < c.since {
 		c.seen[path] = e
+	} else {
+		delete(c.seen, path) // what a resumed build kept is out of date
 	}
 }
 
