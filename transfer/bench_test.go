@@ -147,6 +147,66 @@ func BenchmarkApply(b *testing.B) {
 	})
 }
 
+// BenchmarkResync is a node's part of a re-sync after one changed file,
+// as an agent does it: the manifest built from the head's delta against
+// the record kept from the last sync, then planned and applied.
+func BenchmarkResync(b *testing.B) {
+	src := sharedBenchTree(b)
+	ctx := context.Background()
+	tmp := b.TempDir()
+	store, err := NewDiskStore(filepath.Join(tmp, "store"))
+	mustNo(b, err)
+	upload := func() (*Manifest, ChunkID) {
+		tree, err := BuildManifest(ctx, src, BuildOptions{})
+		mustNo(b, err)
+		id, _, err := Upload(ctx, &tree.Manifest, tree, store, UploadOptions{})
+		mustNo(b, err)
+		return &tree.Manifest, id
+	}
+	m1, id1 := upload()
+	var changed string
+	for _, e := range m1.Entries {
+		if e.Type == TypeFile {
+			changed = filepath.Join(src, filepath.FromSlash(e.Path))
+			break
+		}
+	}
+	old, err := os.ReadFile(changed)
+	mustNo(b, err)
+	mustNo(b, os.WriteFile(changed, append(old, "changed"...), 0o644))
+	m2, id2 := upload()
+	mustNo(b, os.WriteFile(changed, old, 0o644))
+	deltas := [2]Delta{Diff(m1, id1, m2, id2), Diff(m2, id2, m1, id1)}
+	dst := filepath.Join(tmp, "node", "sky_workdir")
+	opts := ApplyOptions{StateFile: filepath.Join(tmp, "node", "state")}
+	p, err := PlanApply(m1, dst, opts)
+	mustNo(b, err)
+	_, err = p.Apply(ctx, store)
+	mustNo(b, err)
+	rec := p.Record()
+	// A node of a machine's cluster syncs a copy-on-write view of the
+	// machine's copy: what it holds is known from the copy's record, and
+	// only what the view's own layer holds is looked at. Here the view
+	// is a plain copy, described as one.
+	lower, err := LayerFrom(dst, rec)
+	mustNo(b, err)
+	view := &View{Lower: lower, Upper: []string{changed[len(src)+1:]}}
+	i := 0
+	for b.Loop() {
+		m, err := deltas[i%2].Apply(rec.Entries())
+		mustNo(b, err)
+		i++
+		p, err := PlanApply(&m, dst, ApplyOptions{StateFile: opts.StateFile, Record: rec, View: view})
+		mustNo(b, err)
+		st, err := p.Apply(ctx, store)
+		mustNo(b, err)
+		if st.Written != 1 {
+			b.Fatalf("re-sync wrote %d files, want 1", st.Written)
+		}
+		rec = p.Record()
+	}
+}
+
 // benchCluster is a coordinator store and n nodes, each with a chunk store
 // served over HTTP on loopback, as the agent will run them.
 type benchCluster struct {
