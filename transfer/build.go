@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -56,9 +57,12 @@ type Tree struct {
 	Manifest Manifest
 	Stats    BuildStats
 
-	root    string // absolute, symbolic links resolved
-	chunks  map[ChunkID]chunkLoc
-	exclude stamp // of .git/info/exclude, before the build (Snapshot)
+	root      string // absolute, symbolic links resolved
+	recent    []int  // entries a Rebuild described again, looked in first
+	indexOnce sync.Once
+	chunks    map[ChunkID]chunkLoc // made by index, on first need
+	exclude   stamp                // of .git/info/exclude, before the build (Snapshot)
+	encoded   []byte               // the manifest's encoding, once an upload made it
 }
 
 // chunkLoc is where a chunk's bytes are: in which entry, at what offset.
@@ -157,7 +161,6 @@ func BuildManifest(ctx context.Context, root string, opts BuildOptions) (*Tree, 
 	if err := t.hashFiles(ctx, sortedInfos, opts); err != nil {
 		return nil, fmt.Errorf("scan %s: %w", root, err)
 	}
-	t.index()
 	if err := t.Manifest.Validate(); err != nil {
 		return nil, fmt.Errorf("scan %s: %w", root, err)
 	}
@@ -305,6 +308,24 @@ func (t *Tree) index() {
 	}
 }
 
+// locate finds where chunk id can be read: first in the entries described
+// again (a Rebuild's, whose chunks are most of what an upload sends), then
+// in an index of every chunk, made on first need.
+func (t *Tree) locate(id ChunkID) (chunkLoc, bool) {
+	for _, i := range t.recent {
+		var off int64
+		for _, c := range t.Manifest.Entries[i].Chunks {
+			if c.ID == id {
+				return chunkLoc{entry: i, off: off, size: c.Size}, true
+			}
+			off += c.Size
+		}
+	}
+	t.indexOnce.Do(t.index)
+	loc, ok := t.chunks[id]
+	return loc, ok
+}
+
 // Root returns the absolute path the tree was built from.
 func (t *Tree) Root() string { return t.root }
 
@@ -312,7 +333,7 @@ func (t *Tree) Root() string { return t.root }
 func (t *Tree) Missing(_ context.Context, ids []ChunkID) ([]ChunkID, error) {
 	var missing []ChunkID
 	for _, id := range ids {
-		if _, ok := t.chunks[id]; !ok {
+		if _, ok := t.locate(id); !ok {
 			missing = append(missing, id)
 		}
 	}
@@ -327,7 +348,7 @@ var ErrSourceChanged = errors.New("changed since it was scanned")
 // bytes against id as they pass and fails, naming the file, when the file
 // has changed since BuildManifest read it.
 func (t *Tree) Get(_ context.Context, id ChunkID) (io.ReadCloser, error) {
-	loc, ok := t.chunks[id]
+	loc, ok := t.locate(id)
 	if !ok {
 		return nil, fmt.Errorf("chunk %s: %w", id, ErrChunkNotFound)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unsafe"
 )
 
 // The canonical manifest encoding is binary and compact, so a node decodes
@@ -122,11 +123,17 @@ func (d *decoder) count(min int) int {
 	return int(n)
 }
 
-// entries reads an entry list written by appendEntries.
+// entries reads an entry list written by appendEntries. The paths and the
+// chunk lists are cut from a few large blocks rather than allocated one
+// by one: a manifest of 5,000 files decodes with a dozen allocations
+// instead of 10,000. A block is never written again once a path or list
+// is cut from it, and a list's capacity ends with it.
 func (d *decoder) entries() []Entry {
 	n := d.count(5)
 	entries := make([]Entry, n)
 	prev := ""
+	var paths []byte
+	var chunks []ChunkRef
 	for i := range entries {
 		e := &entries[i]
 		shared := d.uvarint()
@@ -137,7 +144,15 @@ func (d *decoder) entries() []Entry {
 		if d.err != nil {
 			return nil
 		}
-		e.Path = prev[:shared] + string(suffix)
+		size := int(shared) + len(suffix)
+		if cap(paths)-len(paths) < size {
+			paths = make([]byte, 0, max(size, 64<<10))
+		}
+		start := len(paths)
+		paths = append(append(paths, prev[:shared]...), suffix...)
+		if size > 0 {
+			e.Path = unsafe.String(&paths[start], size)
+		}
 		prev = e.Path
 		code := d.bytes(1)
 		e.Mode = uint32(min(d.uvarint(), 1<<32-1))
@@ -152,7 +167,12 @@ func (d *decoder) entries() []Entry {
 			e.Type = TypeFile
 			nc := d.count(33)
 			if nc > 0 {
-				e.Chunks = make([]ChunkRef, nc)
+				if cap(chunks)-len(chunks) < nc {
+					chunks = make([]ChunkRef, 0, max(nc, 2048))
+				}
+				start := len(chunks)
+				chunks = chunks[:start+nc]
+				e.Chunks = chunks[start : start+nc : start+nc]
 			}
 			for j := range e.Chunks {
 				copy(e.Chunks[j].ID[:], d.bytes(32))

@@ -52,7 +52,12 @@ func buildAndUpload(ctx context.Context, build func(BuildOptions) (*Tree, error)
 			uopts.Progress(p)
 		}
 	}
-	id, st, err := Upload(ctx, &tree.Manifest, tree, dst, final)
+	data, err := tree.Manifest.Encode()
+	if err != nil {
+		return nil, ChunkID{}, UploadStats{}, err
+	}
+	tree.encoded = data // for its Snapshot
+	id, st, err := uploadEncoded(ctx, &tree.Manifest, data, tree, dst, final)
 	st.Chunks += chunks
 	st.Bytes += bytes
 	st.Present = max(0, st.Present-chunks)

@@ -32,6 +32,7 @@ type Snapshot struct {
 	// exclude is the stamp of .git/info/exclude, which no watcher reports
 	// (.git is never watched), taken before the build.
 	exclude stamp
+	encoded []byte // Manifest's encoding, when known
 }
 
 // stamp tells whether a small file changed: its identity and times, or
@@ -54,7 +55,7 @@ func stampOf(file string) stamp {
 // Snapshot returns what Rebuild needs to describe the tree again after
 // the changes a watcher reports after token.
 func (t *Tree) Snapshot(token string) *Snapshot {
-	return &Snapshot{Token: token, Root: t.root, Manifest: t.Manifest, exclude: t.exclude}
+	return &Snapshot{Token: token, Root: t.root, Manifest: t.Manifest, exclude: t.exclude, encoded: t.encoded}
 }
 
 // snapshotMagic starts a saved Snapshot: magic, token, root, the exclude
@@ -63,9 +64,12 @@ const snapshotMagic = "SKYSNAP1\n"
 
 // Save writes the snapshot to file (mode 0600), atomically.
 func (s *Snapshot) Save(file string) error {
-	data, err := s.Manifest.Encode()
-	if err != nil {
-		return err
+	data := s.encoded
+	if data == nil {
+		var err error
+		if data, err = s.Manifest.Encode(); err != nil {
+			return err
+		}
 	}
 	b := make([]byte, 0, len(snapshotMagic)+len(s.Token)+len(s.Root)+64+len(data))
 	b = append(b, snapshotMagic...)
@@ -126,7 +130,8 @@ func LoadSnapshot(file, root string) *Snapshot {
 // that was not one before is walked whole), so the cost follows the size
 // of the change, not of the tree. It returns ErrRescan when that cannot
 // be done: the root is no longer a directory, or an ignore file changed.
-// opts.Cache keeps what it remembers of the files not looked at.
+// opts.Cache keeps what it remembers of the files not looked at. s is
+// spent: the result may reuse its manifest's entries.
 func Rebuild(ctx context.Context, s *Snapshot, changed []string, opts BuildOptions) (*Tree, error) {
 	fi, err := os.Lstat(s.Root)
 	if err != nil || !fi.IsDir() {
@@ -340,15 +345,29 @@ func (r *rebuild) finish(ctx context.Context, opts BuildOptions) (*Tree, error) 
 		return nil, fmt.Errorf("scan %s: %w", t.root, err)
 	}
 	read, readSize := t.Stats.Read, t.Stats.ReadSize
-	d := Delta{Removed: r.removed(), Changed: t.Manifest.Entries}
-	m, err := d.Apply(r.prev)
-	if err != nil {
-		return nil, fmt.Errorf("scan %s: %w", t.root, err)
+	changed := t.Manifest.Entries
+	if at, ok := r.inPlace(changed); ok {
+		// The same paths, no directory come or gone: the last manifest
+		// with these entries replaced, which keeps it valid.
+		for k, i := range at {
+			r.prev[i] = changed[k]
+		}
+		t.Manifest = Manifest{Version: ManifestVersion, Entries: r.prev}
+		t.recent = at
+	} else {
+		d := Delta{Removed: r.removed(), Changed: changed}
+		m, err := d.Apply(r.prev)
+		if err != nil {
+			return nil, fmt.Errorf("scan %s: %w", t.root, err)
+		}
+		t.Manifest = m
+		for _, e := range changed {
+			t.recent = append(t.recent, findEntry(m.Entries, e.Path))
+		}
 	}
-	t.Manifest = m
 	t.Stats = BuildStats{Read: read, ReadSize: readSize}
-	for i := range m.Entries {
-		switch e := &m.Entries[i]; e.Type {
+	for i := range t.Manifest.Entries {
+		switch e := &t.Manifest.Entries[i]; e.Type {
 		case TypeDir:
 			t.Stats.Dirs++
 		case TypeSymlink:
@@ -358,11 +377,33 @@ func (r *rebuild) finish(ctx context.Context, opts BuildOptions) (*Tree, error) 
 			t.Stats.Bytes += e.Size
 		}
 	}
-	t.index()
 	if opts.Cache != nil {
 		opts.Cache.forget(r.gone)
 	}
 	return t, nil
+}
+
+// inPlace returns where in prev each of changed (sorted) is, when every one
+// is there and a directory exactly where prev has one, and nothing is
+// removed: then the new manifest is prev with those entries replaced.
+func (r *rebuild) inPlace(changed []Entry) ([]int, bool) {
+	for _, g := range r.gone {
+		if findEntry(r.prev, g) >= 0 || r.wasDir(g) {
+			return nil, false
+		}
+		if i, _ := slices.BinarySearchFunc(r.prev, g+"/", func(e Entry, p string) int { return comparePaths(e.Path, p) }); i < len(r.prev) && strings.HasPrefix(r.prev[i].Path, g+"/") {
+			return nil, false
+		}
+	}
+	at := make([]int, len(changed))
+	for k := range changed {
+		i := findEntry(r.prev, changed[k].Path)
+		if i < 0 || (r.prev[i].Type == TypeDir) != (changed[k].Type == TypeDir) {
+			return nil, false
+		}
+		at[k] = i
+	}
+	return at, true
 }
 
 // removed lists, sorted, the paths of prev that gone names and those below

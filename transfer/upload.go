@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // UploadOptions tunes Upload.
@@ -29,46 +30,71 @@ type UploadStats struct {
 // it returns. The manifest goes last, so a store that holds a manifest
 // holds all its chunks.
 func Upload(ctx context.Context, m *Manifest, src Source, dst ChunkStore, opts UploadOptions) (ChunkID, UploadStats, error) {
-	var st UploadStats
 	data, err := m.Encode()
 	if err != nil {
-		return ChunkID{}, st, err
+		return ChunkID{}, UploadStats{}, err
 	}
+	return uploadEncoded(ctx, m, data, src, dst, opts)
+}
+
+// uploadEncoded is Upload of m, whose encoding is data.
+func uploadEncoded(ctx context.Context, m *Manifest, data []byte, src Source, dst ChunkStore, opts UploadOptions) (ChunkID, UploadStats, error) {
+	var st UploadStats
 	mid := HashChunk(data)
 	st.ManifestBytes = len(data)
-	refs := m.Chunks()
-	ids := make([]ChunkID, len(refs), len(refs)+1)
-	for i, r := range refs {
-		ids[i] = r.ID
+	// Every chunk, a chunk two files share as often as they do: the
+	// store answers for each, and a map to drop the repeats first costs
+	// more than the repeats.
+	n := 0
+	for i := range m.Entries {
+		n += len(m.Entries[i].Chunks)
+	}
+	ids := make([]ChunkID, 0, n+1)
+	for i := range m.Entries {
+		for _, c := range m.Entries[i].Chunks {
+			ids = append(ids, c.ID)
+		}
 	}
 	ids = append(ids, mid)
 	missing, err := dst.Missing(ctx, ids)
 	if err != nil {
 		return mid, st, fmt.Errorf("upload: %w", err)
 	}
+	putManifest := slices.Contains(missing, mid)
+	// How many distinct chunks there are, for Present: the ids sorted
+	// (the store has them already) cost less than a map of them.
+	distinct := func() int {
+		all := ids[:len(ids)-1]
+		slices.SortFunc(all, func(a, b ChunkID) int { return bytes.Compare(a[:], b[:]) })
+		return len(slices.Compact(all))
+	}
 	if len(missing) == 0 {
-		st.Present = len(refs)
+		st.Present = distinct()
 		return mid, st, nil
 	}
 	lacks := make(map[ChunkID]bool, len(missing))
 	for _, id := range missing {
 		lacks[id] = true
 	}
+	delete(lacks, mid)
 	var send []ChunkRef
 	var total int64
-	for _, r := range refs {
-		if lacks[r.ID] {
-			send = append(send, r)
-			total += r.Size
+	for i := range m.Entries {
+		for _, r := range m.Entries[i].Chunks {
+			if lacks[r.ID] {
+				delete(lacks, r.ID) // sent once
+				send = append(send, r)
+				total += r.Size
+			}
 		}
 	}
-	st.Present = len(refs) - len(send)
+	st.Present = distinct() - len(send)
 	meter := newMeter(opts.Progress, "upload", len(send), total)
 	if err := putChunks(ctx, send, src, dst, opts.Parallel, meter); err != nil {
 		return mid, st, err
 	}
 	st.Chunks, st.Bytes = len(send), total
-	if lacks[mid] {
+	if putManifest {
 		if err := dst.Put(ctx, mid, bytes.NewReader(data)); err != nil {
 			return mid, st, fmt.Errorf("upload manifest %s: %w", mid, err)
 		}
