@@ -296,11 +296,62 @@ func (r *rebuild) look(p string) error {
 	if err := r.add(p, fi); err != nil {
 		return err
 	}
-	if fi.IsDir() && !wasDir {
+	switch {
+	case fi.IsDir() && !wasDir:
 		// New here: what it holds may not be among the changed paths
 		// (it may have been created before the watcher saw the
 		// directory), so it is walked whole.
 		return r.w.walk(p, dr.rules)
+	case fi.IsDir():
+		return r.relist(p)
+	}
+	return nil
+}
+
+// relist compares the entries of directory p, which was one before too,
+// with what prev holds below it: one removed or renamed away with all it
+// held may be named by a watcher only through p, and so may one that
+// took another's place. Those on one side only are looked at.
+func (r *rebuild) relist(p string) error {
+	dirents, err := os.ReadDir(r.abs(p))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil // gone since: its own event comes next time
+		}
+		return fmt.Errorf("read directory %s: %w", p, err)
+	}
+	prefix := ""
+	if p != RootPath {
+		prefix = p + "/"
+	}
+	onDisk := make(map[string]bool, len(dirents))
+	for _, de := range dirents {
+		onDisk[prefix+de.Name()] = true
+	}
+	var look []string
+	i := 1 // past the root
+	if prefix != "" {
+		i, _ = slices.BinarySearchFunc(r.prev, prefix, func(e Entry, p string) int { return comparePaths(e.Path, p) })
+	}
+	for ; i < len(r.prev) && strings.HasPrefix(r.prev[i].Path, prefix); i++ {
+		c := r.prev[i].Path
+		if strings.IndexByte(c[len(prefix):], '/') >= 0 {
+			continue // deeper
+		}
+		if onDisk[c] {
+			delete(onDisk, c) // on both sides
+		} else {
+			look = append(look, c)
+		}
+	}
+	for c := range onDisk {
+		look = append(look, c)
+	}
+	slices.SortFunc(look, comparePaths)
+	for _, c := range look {
+		if err := r.look(c); err != nil {
+			return err
+		}
 	}
 	return nil
 }

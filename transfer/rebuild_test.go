@@ -16,8 +16,9 @@ import (
 
 // watcherView lists what a file watcher reports between two states of a
 // tree: every path that differs, with the directory holding each one
-// created or removed. Below a new directory it leaves out paths at random
-// (a watcher may see the directory only after they were made), and it
+// created or removed. Below a new directory, or one removed, it leaves out
+// paths at random (a watcher may see a new directory only after they were
+// made, and names a removed one only by its own path), and it
 // adds paths that did not change, or are not there, as a watcher may
 // (but no ignore file: one reported makes Rebuild ask for a full scan).
 func watcherView(rng *rand.Rand, before, after map[string]node) []string {
@@ -48,10 +49,15 @@ func watcherView(rng *rand.Rand, before, after map[string]node) []string {
 		b, was := before[p]
 		return ok && n.Type == "dir" && (!was || b.Type != "dir")
 	}
+	goneDir := func(p string) bool {
+		b, was := before[p]
+		n, ok := after[p]
+		return was && b.Type == "dir" && (!ok || n.Type != "dir")
+	}
 	out = slices.DeleteFunc(out, func(p string) bool {
 		for d := p; strings.Contains(d, "/"); {
 			d = d[:strings.LastIndexByte(d, '/')]
-			if newDir(d) && rng.IntN(2) == 0 {
+			if (newDir(d) || goneDir(d)) && rng.IntN(2) == 0 {
 				return true
 			}
 		}
@@ -234,5 +240,28 @@ func TestSnapshotSaveLoad(t *testing.T) {
 	mustNo(t, os.WriteFile(file, data[:len(data)-3], 0o600))
 	if LoadSnapshot(file, tree.Root()) != nil {
 		t.Error("a damaged snapshot loads")
+	}
+}
+
+// TestRebuildOfAReplacedDirectory: a directory renamed away and another
+// made in its place is named by a watcher only by its path, not by what
+// the first one held.
+func TestRebuildOfAReplacedDirectory(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	mustNo(t, os.MkdirAll(filepath.Join(src, "a", "sub"), 0o755))
+	mustNo(t, os.WriteFile(filepath.Join(src, "a", "x"), []byte("x"), 0o644))
+	mustNo(t, os.WriteFile(filepath.Join(src, "a", "sub", "y"), []byte("y"), 0o644))
+	tree, err := BuildManifest(ctx, src, BuildOptions{})
+	mustNo(t, err)
+	mustNo(t, os.Rename(filepath.Join(src, "a"), filepath.Join(src, "a.old")))
+	mustNo(t, os.Mkdir(filepath.Join(src, "a"), 0o755))
+	mustNo(t, os.WriteFile(filepath.Join(src, "a", "z"), []byte("z"), 0o644))
+	got, err := Rebuild(ctx, tree.Snapshot(""), []string{RootPath, "a", "a.old", "a/z"}, BuildOptions{})
+	mustNo(t, err)
+	want, err := BuildManifest(ctx, src, BuildOptions{})
+	mustNo(t, err)
+	if diff := cmp.Diff(want.Manifest, got.Manifest); diff != "" {
+		t.Fatalf("(-BuildManifest +Rebuild):\n%s", diff)
 	}
 }
