@@ -22,14 +22,18 @@ const mod = "github.com/sky-coord/sky-coord/"
 // process sees, shared by mounts and the local provider) and ptystream (the
 // framing of `sky-coord ssh` sessions, shared by agent, coordinator and
 // client) are stdlib-only L0
-// packages, and bootstrap and providers/* may use api for the agent's wire
-// types; providers/* may use catalog (what providers may) for the offers
-// they make beside the catalogs (the local machine, ssh pools).
+// packages, and fswatch (the per-user daemon that tells `sky-coord exec`
+// which workdir paths changed since its last sync) is an L0 package on the
+// standard library and golang.org/x/sys; bootstrap and providers/* may use
+// api for the agent's wire types; providers/* may use catalog (what
+// providers may) for the offers they make beside the catalogs (the local
+// machine, ssh pools).
 var allowed = map[string][]string{
 	"spec":              {},
 	"transfer":          {},
 	"procscan":          {},
 	"ptystream":         {},
+	"fswatch":           {},
 	"catalog":           {"spec"},
 	"api":               {"spec"},
 	"providers":         {"spec", "catalog"},
