@@ -101,17 +101,22 @@ func TestWorkdirSyncMatchesEveryRank(t *testing.T) {
 		}
 	}
 	compare(res.Stdout)
-	resync := func() {
+	// The launch started the file watcher: a re-sync looks only at what
+	// it saw change, unless the ignore rules changed.
+	resync := func(watched bool) {
 		t.Helper()
 		res := cli.Run("exec", "sync", "sync.yaml")
 		if res.Code != 0 {
 			t.Fatalf("exec exit %d", res.Code)
 		}
 		compare(res.Stdout)
+		if got := strings.Contains(res.Stderr, "changed since the last sync"); got != watched {
+			t.Errorf("the re-sync used the watcher's changes: %v, want %v; it said:\n%s", got, watched, res.Stderr)
+		}
 	}
 
 	put("d3/sub0/f3.bin", []byte("changed"), true)
-	resync()
+	resync(true)
 	for r := 0; r < 4; r++ {
 		p := filepath.Join(cli.Home, "local", "clusters", "sync", fmt.Sprintf("node-%d", r), "home", "sky_workdir", fmt.Sprintf("out-%d", r))
 		if data, err := os.ReadFile(p); err != nil || !strings.Contains(string(data), "wrote by job") {
@@ -127,7 +132,7 @@ func TestWorkdirSyncMatchesEveryRank(t *testing.T) {
 	delete(want, "./d4/sub1/f4.bin")
 	put("new/dir/added.txt", []byte("added"), true)
 	put("d3/sub0/f3.bin", []byte("changed again"), true)
-	resync()
+	resync(true)
 	for r := 1; r < 4; r++ {
 		log, err := os.ReadFile(filepath.Join(cli.Home, "local", "clusters", "sync", fmt.Sprintf("node-%d", r), "home", ".sky-coord-agent", "agent.log"))
 		if err != nil {
@@ -136,5 +141,25 @@ func TestWorkdirSyncMatchesEveryRank(t *testing.T) {
 		if n := strings.Count(string(log), "delta=true"); n != 2 {
 			t.Errorf("rank %d: %d of 2 re-syncs built the manifest from the head's delta", r, n)
 		}
+	}
+
+	// A new ignore rule: the tree is scanned in full, and what it leaves
+	// out now is gone from every rank.
+	put(".gitignore", []byte("*.log\n/build/\n!keep.log\n/d6/\n"), true)
+	for p := range want {
+		if strings.HasPrefix(p, "./d6/") {
+			delete(want, p)
+		}
+	}
+	resync(false)
+	put("d0/sub0/late.txt", []byte("after the rescan"), true)
+	resync(true)
+
+	// `server stop` stops the watcher too.
+	if res := cli.Run("server", "stop"); res.Code != 0 {
+		t.Fatalf("server stop exit %d: %s", res.Code, res.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(cli.Home, "watch.sock")); !os.IsNotExist(err) {
+		t.Errorf("the watcher's socket is still there after server stop: %v", err)
 	}
 }

@@ -278,9 +278,12 @@ func serverCmd() *cobra.Command {
 	cmd.AddCommand(members)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "stop",
-		Short: "Stop the embedded coordinator (clusters keep running)",
+		Short: "Stop the embedded coordinator and the file watcher (clusters keep running)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if stopWatcher(cmd.Context()) {
+				fmt.Println("File watcher stopped.")
+			}
 			c, info := runningServer(cmd.Context(), skyHome())
 			if c == nil {
 				fmt.Println("No coordinator is running.")

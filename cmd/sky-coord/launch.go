@@ -87,6 +87,9 @@ from $SKY_COORD_HOME/local.yaml:
 			if err != nil {
 				return err
 			}
+			if !dryRun {
+				ensureWatcher() // for this sync, or the next exec's
+			}
 			c, err := connect(ctx)
 			if err != nil {
 				return err
@@ -184,6 +187,9 @@ func execCmd() *cobra.Command {
 			t, err := loadTask(args[1], &tf)
 			if err != nil {
 				return err
+			}
+			if t.Workdir != "" {
+				ensureWatcher()
 			}
 			c, err := connect(ctx)
 			if err != nil {

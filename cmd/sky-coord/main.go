@@ -30,6 +30,7 @@ func rootCmd() *cobra.Command {
 		lifecycleCmd("start", "Start stopped clusters"),
 		lifecycleCmd("down", "Tear clusters down: every process, directory and instance is removed"),
 		validateCmd(), serverCmd(), showGPUsCmd(), gpusCmd(), checkCmd(), catalogCmd(), sshCmd(), localCmd(), sshKeysCmd(), storageCmd(), autostopCmd(),
+		watchDaemonCmd(),
 	)
 	return root
 }

@@ -188,33 +188,76 @@ func errOrNotDir(err error) error {
 
 // uploadTree describes a directory (or one file) as a manifest of
 // content-defined chunks and uploads the chunks the coordinator lacks,
-// then the manifest; it returns the manifest's id. A stat cache per source
-// under $SKY_COORD_HOME/cache spares re-reading unchanged files, and a
-// progress bar shows on a terminal when there is much to send.
+// then the manifest; it returns the manifest's id. Where the watch daemon
+// watches the directory, only the paths it saw change are looked at
+// again, against the last description (a snapshot under
+// $SKY_COORD_HOME/cache). Otherwise every file is, with a stat cache
+// beside the snapshot that spares re-reading unchanged ones. A progress
+// bar shows on a terminal when there is much to send.
 func uploadTree(ctx context.Context, c *client.Client, src, what string) (string, error) {
 	abs, err := filepath.Abs(src)
 	if err != nil {
 		return "", err
 	}
 	sum := sha256.Sum256([]byte(abs))
-	cachePath := filepath.Join(skyHome(), "cache", "stat-"+hex.EncodeToString(sum[:8]))
+	name := hex.EncodeToString(sum[:8])
+	cachePath := filepath.Join(skyHome(), "cache", "stat-"+name)
+	snapPath := filepath.Join(skyHome(), "cache", "tree-"+name)
 	// Describing a big tree allocates much that lives until the end: a
 	// collector at its default pace would run many times for nothing.
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
-	cache := transfer.LoadStatCache(cachePath)
 	start := time.Now()
+	var watch treeWatch
+	if root, err := filepath.EvalSymlinks(abs); err == nil {
+		if fi, err := os.Stat(root); err == nil && fi.IsDir() {
+			watch = watchTree(ctx, root, snapPath)
+		}
+	}
 	bar := newSyncBar(what)
 	defer bar.done()
-	tree, id, st, err := transfer.BuildAndUpload(ctx, src, transfer.BuildOptions{Cache: cache, Progress: bar.update},
-		c.ChunkStore(ctx), transfer.UploadOptions{Parallel: 8, Progress: bar.update})
+	uopts := transfer.UploadOptions{Parallel: 8, Progress: bar.update}
+	var tree *transfer.Tree
+	var id transfer.ChunkID
+	var st transfer.UploadStats
+	var cache *transfer.StatCache
+	if watch.incremental() {
+		// The few changed files are read again without the stat cache
+		// (loading and saving it costs more than reading them), and sent
+		// over HTTP: opening the coordinator's store here reads the
+		// index of all it holds. What this allocates is little, and the
+		// process ends soon: the collector waits for a bound.
+		gc, limit := debug.SetGCPercent(-1), debug.SetMemoryLimit(256<<20)
+		tree, id, st, err = transfer.RebuildAndUpload(ctx, watch.snap, watch.changes.Paths,
+			transfer.BuildOptions{Progress: bar.update}, c.Chunks(), uopts)
+		debug.SetGCPercent(gc)
+		debug.SetMemoryLimit(limit)
+		if errors.Is(err, transfer.ErrRescan) || errors.Is(err, transfer.ErrBadManifest) {
+			tree, err = nil, nil // described in full below
+		}
+	}
+	if tree == nil && err == nil {
+		cache = transfer.LoadStatCache(cachePath)
+		tree, id, st, err = transfer.BuildAndUpload(ctx, src, transfer.BuildOptions{Cache: cache, Progress: bar.update}, c.ChunkStore(ctx), uopts)
+	}
 	if err != nil {
 		return "", err
 	}
 	bar.done()
-	fmt.Fprintf(os.Stderr, "%s Uploaded %s: %d files, %s; %s new in %s.\n", dim("⚙︎"), what,
-		tree.Stats.Files, sizeString(tree.Stats.Bytes), sizeString(st.Bytes), time.Since(start).Round(time.Millisecond))
+	how := ""
+	if cache == nil {
+		how = fmt.Sprintf(" (%s changed since the last sync)", plural(len(watch.changes.Paths), "path"))
+	}
+	fmt.Fprintf(os.Stderr, "%s Uploaded %s: %d files, %s; %s new in %s%s.\n", dim("⚙︎"), what,
+		tree.Stats.Files, sizeString(tree.Stats.Bytes), sizeString(st.Bytes), time.Since(start).Round(time.Millisecond), how)
 	if err := os.MkdirAll(filepath.Dir(cachePath), 0o700); err == nil {
-		_ = cache.Save(cachePath) // only a speed-up: a lost cache re-reads files
+		// Only speed-ups: a lost cache re-reads files, a lost snapshot
+		// stats them all.
+		if cache != nil {
+			_ = cache.Save(cachePath)
+		}
+		if watch.root != "" {
+			watch.save(tree, snapPath)
+		}
 	}
 	return id.String(), nil
 }
