@@ -180,7 +180,7 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	tManifest := time.Now()
 	sum := sha256.Sum256([]byte(dest))
 	opts := transfer.ApplyOptions{StateFile: filepath.Join(a.cfg.Home, ".sky", "sync-state", hex.EncodeToString(sum[:12])),
-		View: a.viewOf(dest, len(m.Entries)), Record: prev}
+		View: a.viewOf(dest, len(m.Entries)), Record: prev, Validated: true} // decoded, or from a delta: validated
 	if err := os.MkdirAll(filepath.Dir(opts.StateFile), 0o700); err != nil {
 		return err
 	}

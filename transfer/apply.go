@@ -40,6 +40,10 @@ type ApplyOptions struct {
 	// still what the state file holds: Apply then does not read the file.
 	// One of another destination or state file is not used.
 	Record *Record
+	// Validated says the caller validated the manifest (DecodeManifest
+	// and Delta.Apply do) and has not changed it since, so that PlanApply
+	// does not walk it again for that.
+	Validated bool
 }
 
 // Record is what Apply knows of a destination after applying a manifest
@@ -202,8 +206,10 @@ const (
 )
 
 func newApplier(m *Manifest, dst string, opts ApplyOptions) (*applier, error) {
-	if err := m.Validate(); err != nil {
-		return nil, fmt.Errorf("sync to %s: %w", dst, err)
+	if !opts.Validated {
+		if err := m.Validate(); err != nil {
+			return nil, fmt.Errorf("sync to %s: %w", dst, err)
+		}
 	}
 	abs, err := filepath.Abs(dst)
 	if err != nil {

@@ -196,7 +196,7 @@ func BenchmarkResync(b *testing.B) {
 		m, err := deltas[i%2].Apply(rec.Entries())
 		mustNo(b, err)
 		i++
-		p, err := PlanApply(&m, dst, ApplyOptions{StateFile: opts.StateFile, Record: rec, View: view})
+		p, err := PlanApply(&m, dst, ApplyOptions{StateFile: opts.StateFile, Record: rec, View: view, Validated: true})
 		mustNo(b, err)
 		st, err := p.Apply(ctx, store)
 		mustNo(b, err)
