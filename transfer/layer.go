@@ -70,23 +70,38 @@ type View struct {
 // viewLookup answers, for the entries of one manifest in order, what
 // Lstat would say in a view.
 type viewLookup struct {
-	v      *View
-	lower  []int // by entry: its index in v.Lower, or -1
-	upper  []string
-	hiding []string
-	all    bool // the upper layer hides all of Lower
+	v       *View
+	lower   []int  // by entry: its index in v.Lower, or -1
+	changed []bool // by entry: the upper layer holds it or hides it
 }
 
-// lookupIn prepares lookups of m's entries in v (nil without a view).
+// lookupIn prepares lookups of m's entries in v (nil without a view). The
+// entries the upper layer holds are found by binary search, and those
+// below a path it hides are a run of entries after it: the cost is in the
+// size of the upper layer, not in that of the tree.
 func (v *View) lookupIn(m *Manifest) *viewLookup {
 	if v == nil {
 		return nil
 	}
-	l := &viewLookup{v: v, lower: matchEntries(v.Lower.entries, m.Entries),
-		upper: slices.Clone(v.Upper), hiding: slices.Clone(v.Hiding)}
-	slices.SortFunc(l.upper, comparePaths)
-	slices.SortFunc(l.hiding, comparePaths)
-	l.all = len(l.hiding) > 0 && l.hiding[0] == RootPath
+	l := &viewLookup{v: v, lower: matchEntries(v.Lower.entries, m.Entries), changed: make([]bool, len(m.Entries))}
+	for _, u := range v.Upper {
+		if i := findEntry(m.Entries, u); i >= 0 {
+			l.changed[i] = true
+		}
+	}
+	for _, h := range v.Hiding {
+		if h == RootPath {
+			for i := range l.changed {
+				l.changed[i] = true
+			}
+			break
+		}
+		prefix := h + "/"
+		i, _ := slices.BinarySearchFunc(m.Entries, prefix, func(e Entry, p string) int { return comparePaths(e.Path, p) })
+		for ; i < len(m.Entries) && strings.HasPrefix(m.Entries[i].Path, prefix); i++ {
+			l.changed[i] = true
+		}
+	}
 	return l
 }
 
@@ -94,34 +109,13 @@ func (v *View) lookupIn(m *Manifest) *viewLookup {
 // when the view shows Lower there; ok is false when the path must be
 // looked at.
 func (l *viewLookup) lookup(i int, rel string) (fi fs.FileInfo, err error, ok bool) {
-	if l == nil || rel == RootPath || l.changed(rel) {
+	if l == nil || rel == RootPath || l.changed[i] {
 		return nil, nil, false
 	}
 	if j := l.lower[i]; j >= 0 {
 		return &l.v.Lower.infos[j], nil, true
 	}
 	return nil, fs.ErrNotExist, true
-}
-
-// changed reports whether the upper layer holds rel or hides it.
-func (l *viewLookup) changed(rel string) bool {
-	if l.all {
-		return true
-	}
-	if _, ok := slices.BinarySearchFunc(l.upper, rel, comparePaths); ok {
-		return true
-	}
-	for len(l.hiding) > 0 {
-		i := strings.LastIndexByte(rel, '/')
-		if i < 0 {
-			return false
-		}
-		rel = rel[:i]
-		if _, ok := slices.BinarySearchFunc(l.hiding, rel, comparePaths); ok {
-			return true
-		}
-	}
-	return false
 }
 
 // layerInfo is the fs.FileInfo of a Layer's entry.

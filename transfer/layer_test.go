@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -87,6 +88,38 @@ func TestLayerFromAdoptedRecord(t *testing.T) {
 		if g.e.Path != w.e.Path || g.rec != w.rec || g.Mode() != w.Mode() || !g.ModTime().Equal(w.ModTime()) || g.Size() != w.Size() {
 			t.Errorf("entry %s: LayerFrom %v %v %d %+v, LoadLayer %v %v %d %+v", g.e.Path,
 				g.Mode(), g.ModTime(), g.Size(), g.rec, w.Mode(), w.ModTime(), w.Size(), w.rec)
+		}
+	}
+}
+
+// TestViewLookupMarksWhatTheUpperLayerHoldsOrHides: a path the upper layer
+// holds, and every path below one it hides, is looked at; a sibling whose
+// name only starts the same (a-b beside a) is not.
+func TestViewLookupMarksWhatTheUpperLayerHoldsOrHides(t *testing.T) {
+	t.Parallel()
+	m := &Manifest{Version: ManifestVersion}
+	for _, p := range []string{RootPath, "a", "a-b", "a/x", "a/y", "a/y/z", "b", "c"} {
+		m.Entries = append(m.Entries, Entry{Path: p, Type: TypeDir})
+	}
+	lower := &Layer{}
+	for _, tc := range []struct {
+		upper, hiding []string
+		want          []string
+	}{
+		{[]string{"b", "a"}, []string{"a"}, []string{"a", "a/x", "a/y", "a/y/z", "b"}},
+		{[]string{"a/y"}, []string{"a/y"}, []string{"a/y", "a/y/z"}},
+		{[]string{"gone"}, nil, nil},
+		{[]string{RootPath}, []string{RootPath}, []string{RootPath, "a", "a-b", "a/x", "a/y", "a/y/z", "b", "c"}},
+	} {
+		l := (&View{Lower: lower, Upper: tc.upper, Hiding: tc.hiding}).lookupIn(m)
+		var got []string
+		for i, e := range m.Entries {
+			if l.changed[i] {
+				got = append(got, e.Path)
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("upper %q, hiding %q: looked at %q, want %q", tc.upper, tc.hiding, got, tc.want)
 		}
 	}
 }
