@@ -183,7 +183,7 @@ func runWatchDaemon(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", sock, err)
 	}
 	defer os.Remove(sock)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "watch")
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})) // fswatch names its component
 	d, err := fswatch.NewDaemon(log, filepath.Join(home, "watch"), fswatch.Options{IdleTimeout: watchIdle})
 	if err != nil {
 		_ = l.Close()
