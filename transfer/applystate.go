@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 )
 
 // applyState is what Apply remembers of a directory it wrote: the manifest
@@ -58,6 +59,23 @@ func DefaultStateFile(dst string) string {
 // find returns the index of the entry at path p, or -1.
 func (st *applyState) find(p string) int {
 	return findEntry(st.entries, p)
+}
+
+// below returns the run entries[lo:hi] of the entries strictly below
+// directory dir in sorted entries: the paths that start with dir and "/"
+// follow one another in byte order. For RootPath it is every entry but the
+// root.
+func below(entries []Entry, dir string) (lo, hi int) {
+	if dir == RootPath {
+		return min(1, len(entries)), len(entries)
+	}
+	prefix := dir + "/"
+	lo, _ = slices.BinarySearchFunc(entries, prefix, func(e Entry, p string) int { return comparePaths(e.Path, p) })
+	hi = lo
+	for hi < len(entries) && strings.HasPrefix(entries[hi].Path, prefix) {
+		hi++
+	}
+	return lo, hi
 }
 
 // findEntry returns the index of the entry at path p in sorted entries, or

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 )
 
@@ -90,15 +88,8 @@ func (v *View) lookupIn(m *Manifest) *viewLookup {
 		}
 	}
 	for _, h := range v.Hiding {
-		if h == RootPath {
-			for i := range l.changed {
-				l.changed[i] = true
-			}
-			break
-		}
-		prefix := h + "/"
-		i, _ := slices.BinarySearchFunc(m.Entries, prefix, func(e Entry, p string) int { return comparePaths(e.Path, p) })
-		for ; i < len(m.Entries) && strings.HasPrefix(m.Entries[i].Path, prefix); i++ {
+		lo, hi := below(m.Entries, h)
+		for i := lo; i < hi; i++ {
 			l.changed[i] = true
 		}
 	}

@@ -329,12 +329,9 @@ func (r *rebuild) relist(p string) error {
 		onDisk[prefix+de.Name()] = true
 	}
 	var look []string
-	i := 1 // past the root
-	if prefix != "" {
-		i, _ = slices.BinarySearchFunc(r.prev, prefix, func(e Entry, p string) int { return comparePaths(e.Path, p) })
-	}
-	for ; i < len(r.prev) && strings.HasPrefix(r.prev[i].Path, prefix); i++ {
-		c := r.prev[i].Path
+	lo, hi := below(r.prev, p)
+	for _, e := range r.prev[lo:hi] {
+		c := e.Path
 		if strings.IndexByte(c[len(prefix):], '/') >= 0 {
 			continue // deeper
 		}
@@ -442,7 +439,7 @@ func (r *rebuild) inPlace(changed []Entry) ([]int, bool) {
 		if findEntry(r.prev, g) >= 0 || r.wasDir(g) {
 			return nil, false
 		}
-		if i, _ := slices.BinarySearchFunc(r.prev, g+"/", func(e Entry, p string) int { return comparePaths(e.Path, p) }); i < len(r.prev) && strings.HasPrefix(r.prev[i].Path, g+"/") {
+		if lo, hi := below(r.prev, g); lo < hi {
 			return nil, false
 		}
 	}
@@ -458,18 +455,16 @@ func (r *rebuild) inPlace(changed []Entry) ([]int, bool) {
 }
 
 // removed lists, sorted, the paths of prev that gone names and those below
-// them (a directory's entries follow it in a contiguous run of paths that
-// start with its path and "/").
+// them.
 func (r *rebuild) removed() []string {
 	var out []string
 	for _, g := range r.gone {
 		if i := findEntry(r.prev, g); i >= 0 {
 			out = append(out, g)
 		}
-		prefix := g + "/"
-		i, _ := slices.BinarySearchFunc(r.prev, prefix, func(e Entry, p string) int { return comparePaths(e.Path, p) })
-		for ; i < len(r.prev) && strings.HasPrefix(r.prev[i].Path, prefix); i++ {
-			out = append(out, r.prev[i].Path)
+		lo, hi := below(r.prev, g)
+		for _, e := range r.prev[lo:hi] {
+			out = append(out, e.Path)
 		}
 	}
 	slices.SortFunc(out, comparePaths)
