@@ -35,12 +35,11 @@ type Snapshot struct {
 	encoded []byte // Manifest's encoding, when known
 }
 
-// stamp tells whether a small file changed: its identity and times, or
-// that it was not there.
+// stamp tells whether a small file changed: what its stat says, or that
+// it was not there.
 type stamp struct {
-	present            bool
-	size, mtime, ctime int64
-	dev, ino           uint64
+	present bool
+	fileStat
 }
 
 func stampOf(file string) stamp {
@@ -48,8 +47,7 @@ func stampOf(file string) stamp {
 	if err != nil {
 		return stamp{}
 	}
-	dev, ino, ctime := fileIdentity(fi)
-	return stamp{present: true, size: fi.Size(), mtime: fi.ModTime().UnixNano(), ctime: ctime, dev: dev, ino: ino}
+	return stamp{present: true, fileStat: statOf(fi)}
 }
 
 // Snapshot returns what Rebuild needs to describe the tree again after
@@ -82,12 +80,7 @@ func (s *Snapshot) Save(file string) error {
 	if x.present {
 		present = 1
 	}
-	b = append(b, present)
-	b = binary.AppendVarint(b, x.size)
-	b = binary.AppendVarint(b, x.mtime)
-	b = binary.AppendVarint(b, x.ctime)
-	b = binary.AppendUvarint(b, x.dev)
-	b = binary.AppendUvarint(b, x.ino)
+	b = appendFileStat(append(b, present), x.fileStat)
 	b = append(b, data...)
 	if err := writeFileAtomic(file, b, 0o600); err != nil {
 		return fmt.Errorf("save the tree snapshot: %w", err)
@@ -106,11 +99,7 @@ func LoadSnapshot(file, root string) *Snapshot {
 	s := &Snapshot{Token: string(d.bytes(d.uvarint())), Root: string(d.bytes(d.uvarint()))}
 	present := d.bytes(1)
 	s.exclude.present = len(present) == 1 && present[0] == 1
-	s.exclude.size = d.varint()
-	s.exclude.mtime = d.varint()
-	s.exclude.ctime = d.varint()
-	s.exclude.dev = d.uvarint()
-	s.exclude.ino = d.uvarint()
+	s.exclude.fileStat = d.fileStat()
 	if d.err != nil || s.Root != root {
 		return nil
 	}

@@ -229,7 +229,7 @@ func TestSnapshotSaveLoad(t *testing.T) {
 	if got == nil {
 		t.Fatal("LoadSnapshot: nil")
 	}
-	if diff := cmp.Diff(snap, got, cmp.AllowUnexported(Snapshot{}, stamp{})); diff != "" {
+	if diff := cmp.Diff(snap, got, cmp.AllowUnexported(Snapshot{}, stamp{}, fileStat{})); diff != "" {
 		t.Errorf("loaded (-saved +loaded):\n%s", diff)
 	}
 	if LoadSnapshot(file, "/elsewhere") != nil {

@@ -28,9 +28,32 @@ type StatCache struct {
 }
 
 type cacheEntry struct {
+	fileStat
+	chunks []ChunkRef
+}
+
+// fileStat is what tells whether a file may have changed since it was
+// last looked at: size, times, device and inode.
+type fileStat struct {
 	size, mtime, ctime int64
 	dev, ino           uint64
-	chunks             []ChunkRef
+}
+
+func statOf(fi fs.FileInfo) fileStat {
+	dev, ino, ctime := fileIdentity(fi)
+	return fileStat{size: fi.Size(), mtime: fi.ModTime().UnixNano(), ctime: ctime, dev: dev, ino: ino}
+}
+
+func appendFileStat(b []byte, s fileStat) []byte {
+	b = binary.AppendVarint(b, s.size)
+	b = binary.AppendVarint(b, s.mtime)
+	b = binary.AppendVarint(b, s.ctime)
+	b = binary.AppendUvarint(b, s.dev)
+	return binary.AppendUvarint(b, s.ino)
+}
+
+func (d *decoder) fileStat() fileStat {
+	return fileStat{size: d.varint(), mtime: d.varint(), ctime: d.varint(), dev: d.uvarint(), ino: d.uvarint()}
 }
 
 // The magic names the chunking parameters: a cache written with other
@@ -55,13 +78,7 @@ func LoadStatCache(file string) *StatCache {
 	old := make(map[string]cacheEntry, n)
 	for range n {
 		path := string(d.bytes(d.uvarint()))
-		e := cacheEntry{
-			size:  d.varint(),
-			mtime: d.varint(),
-			ctime: d.varint(),
-			dev:   d.uvarint(),
-			ino:   d.uvarint(),
-		}
+		e := cacheEntry{fileStat: d.fileStat()}
 		nc := d.count(33)
 		if nc > 0 {
 			e.chunks = make([]ChunkRef, nc)
@@ -88,11 +105,7 @@ func (c *StatCache) Save(file string) error {
 	for path, e := range c.seen {
 		b = binary.AppendUvarint(b, uint64(len(path)))
 		b = append(b, path...)
-		b = binary.AppendVarint(b, e.size)
-		b = binary.AppendVarint(b, e.mtime)
-		b = binary.AppendVarint(b, e.ctime)
-		b = binary.AppendUvarint(b, e.dev)
-		b = binary.AppendUvarint(b, e.ino)
+		b = appendFileStat(b, e.fileStat)
 		b = binary.AppendUvarint(b, uint64(len(e.chunks)))
 		for _, ch := range e.chunks {
 			b = append(b, ch.ID[:]...)
@@ -156,11 +169,6 @@ func (c *StatCache) forget(paths []string) {
 	}
 }
 
-func statEntry(fi fs.FileInfo) cacheEntry {
-	dev, ino, ctime := fileIdentity(fi)
-	return cacheEntry{size: fi.Size(), mtime: fi.ModTime().UnixNano(), ctime: ctime, dev: dev, ino: ino}
-}
-
 // entries returns how many files the cache remembers (0 for no cache).
 func (c *StatCache) entries() int {
 	if c == nil {
@@ -173,11 +181,11 @@ func (c *StatCache) entries() int {
 
 // lookup returns the chunks remembered for path when its stat matches.
 func (c *StatCache) lookup(path string, fi fs.FileInfo) ([]ChunkRef, bool) {
-	want := statEntry(fi)
+	want := statOf(fi)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.old[path]
-	if !ok || e.size != want.size || e.mtime != want.mtime || e.ctime != want.ctime || e.dev != want.dev || e.ino != want.ino {
+	if !ok || e.fileStat != want {
 		return nil, false
 	}
 	if e.mtime < c.since {
@@ -189,8 +197,7 @@ func (c *StatCache) lookup(path string, fi fs.FileInfo) ([]ChunkRef, bool) {
 // remember records the chunks read from path, unless it changed too
 // recently to be trusted later.
 func (c *StatCache) remember(path string, fi fs.FileInfo, chunks []ChunkRef) {
-	e := statEntry(fi)
-	e.chunks = chunks
+	e := cacheEntry{fileStat: statOf(fi), chunks: chunks}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e.mtime < c.since {
