@@ -159,22 +159,12 @@ func connect(ctx context.Context) (*client.Client, error) {
 		return nil, err
 	}
 	_ = os.Remove(filepath.Join(home, "server.json"))
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	logf, err := os.OpenFile(filepath.Join(home, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	cmd := exec.Command(self, "server", "--embedded",
+	logPath := filepath.Join(home, "server.log")
+	cmd, err := startDetached(logPath, "", "server", "--embedded",
 		"--data-dir", filepath.Join(home, "server"), "--bind", "127.0.0.1:0",
 		"--token-file", filepath.Join(home, "token"), "--addr-file", filepath.Join(home, "server.json"),
 		"--local-root", filepath.Join(home, "local"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("start the coordinator: %w", err)
 	}
 	exited := make(chan error, 1)
@@ -186,13 +176,36 @@ func connect(ctx context.Context) (*client.Client, error) {
 		}
 		select {
 		case err := <-exited:
-			return nil, fmt.Errorf("the coordinator exited at start (%v); see %s", err, logf.Name())
+			return nil, fmt.Errorf("the coordinator exited at start (%v); see %s", err, logPath)
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the coordinator did not answer within 15 s; see %s", logf.Name())
+			return nil, fmt.Errorf("the coordinator did not answer within 15 s; see %s", logPath)
 		}
 	}
+}
+
+// startDetached starts this binary with args in a session of its own, so
+// that it outlives the command, with its output appended to logPath
+// (created 0600) and dir as its working directory ("" keeps ours).
+func startDetached(logPath, dir string, args ...string) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close() // the child has its own descriptor
+	cmd := exec.Command(self, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return cmd, nil
 }
 
 // replication are the flags that make `server` one replica of several.

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -50,20 +49,8 @@ func ensureWatcher() {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return // the upload scans in full, and says nothing: only speed is lost
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return
-	}
-	logf, err := os.OpenFile(filepath.Join(home, "watch.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return
-	}
-	defer logf.Close()
-	cmd := exec.Command(self, "watch-daemon")
-	cmd.Dir = home // not the user's directory, which it would keep busy
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if cmd.Start() == nil {
+	// In home, not the user's directory, which it would keep busy.
+	if cmd, err := startDetached(filepath.Join(home, "watch.log"), home, "watch-daemon"); err == nil {
 		watchStarted = time.Now()
 		go func() { _ = cmd.Wait() }() // reaped if it exits while we run
 	}
