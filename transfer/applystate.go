@@ -158,7 +158,9 @@ func (d *decoder) records(entries []Entry) []fileRecord {
 // mergeEntries returns entries (sorted, with their records) less the
 // removed paths, with the changed entries added or put in place of those
 // at the same path. All three lists are sorted. Without records (recs
-// nil), it returns none.
+// nil), it returns none. The entries between two paths removed or changed
+// are copied as a run, found by binary search: the cost beyond the copy is
+// in the size of the change.
 func mergeEntries(entries []Entry, recs []fileRecord, removed []string, changed []Entry, changedRecs []fileRecord) ([]Entry, []fileRecord) {
 	out := make([]Entry, 0, len(entries)+len(changed))
 	var outRecs []fileRecord
@@ -166,28 +168,26 @@ func mergeEntries(entries []Entry, recs []fileRecord, removed []string, changed 
 		outRecs = make([]fileRecord, 0, len(entries)+len(changed))
 	}
 	i, r, c := 0, 0, 0
-	for i < len(entries) || c < len(changed) {
+	for r < len(removed) || c < len(changed) {
+		// The next path removed or changed, and what comes before it.
 		var next string
 		switch {
-		case i == len(entries):
-			next = changed[c].Path
-		case c == len(changed) || comparePaths(entries[i].Path, changed[c].Path) < 0:
-			next = entries[i].Path
+		case c == len(changed) || (r < len(removed) && comparePaths(removed[r], changed[c].Path) < 0):
+			next = removed[r]
 		default:
 			next = changed[c].Path
 		}
-		for r < len(removed) && comparePaths(removed[r], next) < 0 {
-			r++
+		k := i + findFrom(entries[i:], next)
+		out = append(out, entries[i:k]...)
+		if recs != nil {
+			outRecs = append(outRecs, recs[i:k]...)
 		}
+		i = k
 		if i < len(entries) && entries[i].Path == next {
-			keep := c == len(changed) || changed[c].Path != next
-			if keep && (r == len(removed) || removed[r] != next) {
-				out = append(out, entries[i])
-				if recs != nil {
-					outRecs = append(outRecs, recs[i])
-				}
-			}
-			i++
+			i++ // removed, or replaced below
+		}
+		for r < len(removed) && comparePaths(removed[r], next) <= 0 {
+			r++
 		}
 		if c < len(changed) && changed[c].Path == next {
 			out = append(out, changed[c])
@@ -197,7 +197,18 @@ func mergeEntries(entries []Entry, recs []fileRecord, removed []string, changed 
 			c++
 		}
 	}
+	out = append(out, entries[i:]...)
+	if recs != nil {
+		outRecs = append(outRecs, recs[i:]...)
+	}
 	return out, outRecs
+}
+
+// findFrom returns the index of the first of sorted entries whose path is
+// not before p.
+func findFrom(entries []Entry, p string) int {
+	k, _ := slices.BinarySearchFunc(entries, p, func(e Entry, p string) int { return comparePaths(e.Path, p) })
+	return k
 }
 
 // write records entries (with rec(i) for each file entry i) as the state

@@ -3,12 +3,14 @@ package transfer
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // A re-sync that changes little appends a journal record to the state
@@ -89,5 +91,66 @@ func TestStateJournal(t *testing.T) {
 	sync("re-sync after the tear")
 	if got := loadState(stateFile, absDst); got.rewrite || got.records != 0 {
 		t.Fatalf("after a tear, the state file was not written whole: %d records, rewrite %v", got.records, got.rewrite)
+	}
+}
+
+// mergeEntries agrees with the obvious map-based merge on random lists,
+// including removed paths that are not there and paths both removed and
+// changed.
+func TestMergeEntries(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(500) {
+		rng := rand.New(rand.NewPCG(seed, 3))
+		pick := func(n int) map[string]bool {
+			m := map[string]bool{}
+			for range rng.IntN(n) {
+				m[fmt.Sprintf("p%02d", rng.IntN(40))] = true
+			}
+			return m
+		}
+		want := map[string]Entry{}
+		var entries []Entry
+		for p := range pick(30) {
+			want[p] = Entry{Path: p, Size: 1}
+			entries = append(entries, want[p])
+		}
+		var removed []string
+		for p := range pick(6) {
+			removed = append(removed, p)
+			delete(want, p)
+		}
+		var changed []Entry
+		for p := range pick(6) {
+			changed = append(changed, Entry{Path: p, Size: 2})
+			want[p] = Entry{Path: p, Size: 2}
+		}
+		sortByPath := func(es []Entry) {
+			slices.SortFunc(es, func(a, b Entry) int { return comparePaths(a.Path, b.Path) })
+		}
+		sortByPath(entries)
+		sortByPath(changed)
+		slices.SortFunc(removed, comparePaths)
+		recs := make([]fileRecord, len(entries))
+		for i := range recs {
+			recs[i].size = 1
+		}
+		changedRecs := make([]fileRecord, len(changed))
+		for i := range changedRecs {
+			changedRecs[i].size = 2
+		}
+		got, gotRecs := mergeEntries(entries, recs, removed, changed, changedRecs)
+		var wantList []Entry
+		for _, e := range want {
+			wantList = append(wantList, e)
+		}
+		sortByPath(wantList)
+		if diff := cmp.Diff(wantList, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("seed %d: merge (-want +got):\n%s", seed, diff)
+		}
+		for i := range got {
+			if gotRecs[i].size != got[i].Size {
+				t.Fatalf("seed %d: record %d does not go with its entry", seed, i)
+			}
+		}
 	}
 }

@@ -75,16 +75,55 @@ func DecodeDelta(data []byte) (Delta, error) {
 }
 
 // Apply returns the manifest the delta leads to from base, the entries of
-// the manifest Base (which a Record holds: Record.Entries). The result is
-// validated as a decoded manifest is; it shares base's entries.
+// the manifest Base: a valid manifest's, as a Record holds them
+// (Record.Entries). The result is validated as a decoded manifest is,
+// but only where the delta touches it: its cost is in the size of the
+// change. It shares base's entries.
 func (d *Delta) Apply(base []Entry) (Manifest, error) {
 	if !slices.IsSortedFunc(d.Removed, comparePaths) || !pathsAscend(d.Changed) {
 		return Manifest{}, fmt.Errorf("%w: delta's paths are not sorted", ErrBadManifest)
 	}
 	entries, _ := mergeEntries(base, nil, d.Removed, d.Changed, nil)
 	m := Manifest{Version: ManifestVersion, Entries: entries}
-	if err := m.Validate(); err != nil {
+	if err := d.validate(entries); err != nil {
 		return Manifest{}, err
 	}
 	return m, nil
+}
+
+// validate checks what Manifest.Validate would of entries, the result of
+// the delta on a valid base: merging keeps the paths sorted and unique,
+// so what is left to check is the changed entries themselves, that each
+// has a directory for a parent, and that nothing is left below a path
+// removed or no longer a directory.
+func (d *Delta) validate(entries []Entry) error {
+	if len(entries) == 0 || entries[0].Path != RootPath {
+		return badManifest("first entry must be the root %q", RootPath)
+	}
+	for i := range d.Changed {
+		e := &d.Changed[i]
+		root := e.Path == RootPath
+		if !root {
+			if err := checkPath(e.Path); err != nil {
+				return badManifest("entry %q: %v", e.Path, err)
+			}
+			if j := findEntry(entries, parentPath(e.Path)); j < 0 || entries[j].Type != TypeDir {
+				return badManifest("entry %q: parent %q is not a directory entry", e.Path, parentPath(e.Path))
+			}
+		}
+		if err := checkEntry(e, root, len(entries)); err != nil {
+			return err
+		}
+		if e.Type != TypeDir {
+			if lo, hi := below(entries, e.Path); lo < hi && !root {
+				return badManifest("entry %q: parent %q is not a directory entry", entries[lo].Path, e.Path)
+			}
+		}
+	}
+	for _, p := range d.Removed {
+		if lo, hi := below(entries, p); lo < hi && findEntry(entries, p) < 0 {
+			return badManifest("entry %q: parent %q is not a directory entry", entries[lo].Path, p)
+		}
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -111,4 +112,117 @@ func TestDeltaRefusesBadResults(t *testing.T) {
 	if _, err := DecodeDelta(append(enc, 0)); !errors.Is(err, ErrBadManifest) {
 		t.Errorf("a delta with trailing bytes decoded: %v", err)
 	}
+}
+
+// Delta.Apply checks only what the delta touches; on random deltas over
+// a valid base, many of them invalid, it must refuse exactly those whose
+// result Manifest.Validate refuses.
+func TestDeltaValidatesAsAWholeManifestWould(t *testing.T) {
+	t.Parallel()
+	names := []string{"a", "b", "a-b", "a.b", "c"}
+	randPath := func(rng *rand.Rand) string {
+		p := names[rng.IntN(len(names))]
+		for rng.IntN(3) == 0 {
+			p += "/" + names[rng.IntN(len(names))]
+		}
+		switch rng.IntN(40) {
+		case 0:
+			return RootPath
+		case 1:
+			return p + "/"
+		case 2:
+			return p + "/.."
+		}
+		return p
+	}
+	randEntry := func(rng *rand.Rand, p string, valid bool) Entry {
+		e := Entry{Path: p, Mode: 0o644}
+		switch rng.IntN(6) {
+		case 0, 1:
+			e.Type, e.Mode = TypeDir, 0o755
+		case 2:
+			e.Type, e.Mode, e.Target = TypeSymlink, 0, "t"
+		default:
+			e.Type, e.Size = TypeFile, 3
+			e.Chunks = []ChunkRef{{Size: 3}}
+		}
+		if !valid && rng.IntN(30) == 0 {
+			e.Size++ // chunks no longer sum to it (or a dir with a size)
+		}
+		return e
+	}
+	refused := 0
+	for seed := range uint64(3000) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		// A valid base: random paths, each with its parents as directories.
+		byPath := map[string]Entry{RootPath: {Path: RootPath, Type: TypeDir, Mode: 0o755}}
+		for range rng.IntN(12) {
+			p := randPath(rng)
+			if checkPath(p) != nil {
+				continue
+			}
+			for q := parentPath(p); q != RootPath; q = parentPath(q) {
+				byPath[q] = Entry{Path: q, Type: TypeDir, Mode: 0o755}
+			}
+			if _, ok := byPath[p]; !ok {
+				byPath[p] = randEntry(rng, p, true)
+			}
+		}
+		// Leaves only may be files or links.
+		base := sortedEntries(byPath)
+		for i := range base {
+			if lo, hi := below(base, base[i].Path); lo < hi && base[i].Type != TypeDir {
+				base[i] = Entry{Path: base[i].Path, Type: TypeDir, Mode: 0o755}
+			}
+		}
+		mustNo(t, (&Manifest{Version: ManifestVersion, Entries: base}).Validate())
+		var d Delta
+		removed := map[string]bool{}
+		for range rng.IntN(4) {
+			if rng.IntN(2) == 0 {
+				removed[base[rng.IntN(len(base))].Path] = true
+			} else {
+				removed[randPath(rng)] = true
+			}
+		}
+		for p := range removed {
+			d.Removed = append(d.Removed, p)
+		}
+		slices.SortFunc(d.Removed, comparePaths)
+		changed := map[string]Entry{}
+		for range rng.IntN(4) {
+			p := randPath(rng)
+			if rng.IntN(3) == 0 {
+				p = base[rng.IntN(len(base))].Path
+			}
+			changed[p] = randEntry(rng, p, false)
+		}
+		d.Changed = sortedEntries(changed)
+		got, err := d.Apply(base)
+		merged, _ := mergeEntries(base, nil, d.Removed, d.Changed, nil)
+		whole := (&Manifest{Version: ManifestVersion, Entries: merged}).Validate()
+		if (err == nil) != (whole == nil) {
+			t.Fatalf("seed %d: removed %q, changed %v: Apply gave %v, Validate of the result %v", seed, d.Removed, d.Changed, err, whole)
+		}
+		if err != nil {
+			refused++
+			continue
+		}
+		if diff := cmp.Diff(merged, got.Entries); diff != "" {
+			t.Fatalf("seed %d: Apply's result differs from the merge (-want +got):\n%s", seed, diff)
+		}
+	}
+	if refused < 300 || refused > 2700 {
+		t.Fatalf("%d of 3000 random deltas refused: the test no longer tries both kinds", refused)
+	}
+}
+
+// sortedEntries returns the map's entries in path order.
+func sortedEntries(byPath map[string]Entry) []Entry {
+	out := make([]Entry, 0, len(byPath))
+	for _, e := range byPath {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return comparePaths(a.Path, b.Path) })
+	return out
 }

@@ -187,14 +187,11 @@ const maxFileSize = 1 << 50
 // directory entry (so no path goes through a symbolic link), types known,
 // file sizes equal to the sum of their chunks, link targets present.
 func (m *Manifest) Validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrBadManifest, fmt.Sprintf(format, args...))
-	}
 	if m.Version != ManifestVersion {
-		return bad("version %d, this program reads version %d (update sky-coord on both sides)", m.Version, ManifestVersion)
+		return badManifest("version %d, this program reads version %d (update sky-coord on both sides)", m.Version, ManifestVersion)
 	}
 	if len(m.Entries) == 0 || m.Entries[0].Path != RootPath {
-		return bad("first entry must be the root %q", RootPath)
+		return badManifest("first entry must be the root %q", RootPath)
 	}
 	dirs := make(map[string]bool)
 	lastParent := "" // the last parent found in dirs: most entries share it
@@ -202,62 +199,75 @@ func (m *Manifest) Validate() error {
 		e := &m.Entries[i]
 		if i > 0 {
 			if err := checkPath(e.Path); err != nil {
-				return bad("entry %d: %v", i, err)
+				return badManifest("entry %d: %v", i, err)
 			}
 			if comparePaths(m.Entries[i-1].Path, e.Path) >= 0 {
-				return bad("entry %q: paths not sorted or not unique", e.Path)
+				return badManifest("entry %q: paths not sorted or not unique", e.Path)
 			}
-			parent := RootPath
-			if j := strings.LastIndexByte(e.Path, '/'); j >= 0 {
-				parent = e.Path[:j]
-			}
+			parent := parentPath(e.Path)
 			if parent != lastParent && !dirs[parent] {
-				return bad("entry %q: parent %q is not a directory entry", e.Path, parent)
+				return badManifest("entry %q: parent %q is not a directory entry", e.Path, parent)
 			}
 			lastParent = parent
 		}
-		if e.Mode&^0o7777 != 0 {
-			return bad("entry %q: mode %o has bits beyond 07777", e.Path, e.Mode)
+		if err := checkEntry(e, i == 0, len(m.Entries)); err != nil {
+			return err
 		}
-		switch e.Type {
-		case TypeDir:
-			if e.Size != 0 || len(e.Chunks) > 0 || e.Target != "" {
-				return bad("directory %q has a size, chunks or a target", e.Path)
-			}
+		if e.Type == TypeDir {
 			dirs[e.Path] = true
-		case TypeFile:
-			if e.Target != "" {
-				return bad("file %q has a link target", e.Path)
-			}
-			if e.Size < 0 || e.Size > maxFileSize {
-				return bad("file %q: size %d out of range", e.Path, e.Size)
-			}
-			var sum int64
-			for _, c := range e.Chunks {
-				if c.Size <= 0 || c.Size > maxFileSize {
-					return bad("file %q: chunk %s has size %d", e.Path, c.ID, c.Size)
-				}
-				sum += c.Size
-			}
-			if sum != e.Size {
-				return bad("file %q: size %d but its chunks hold %d bytes", e.Path, e.Size, sum)
-			}
-			if i == 0 && len(m.Entries) > 1 {
-				return bad("a file root cannot have entries below it")
-			}
-		case TypeSymlink:
-			if i == 0 {
-				return bad("the root cannot be a symbolic link")
-			}
-			if e.Target == "" || strings.IndexByte(e.Target, 0) >= 0 || !utf8.ValidString(e.Target) {
-				return bad("symbolic link %q: target empty, not valid UTF-8 or holding a NUL byte", e.Path)
-			}
-			if e.Size != 0 || len(e.Chunks) > 0 || e.Mode != 0 || e.MTime != 0 {
-				return bad("symbolic link %q has a size, chunks, mode or time", e.Path)
-			}
-		default:
-			return bad("entry %q: unknown type %q", e.Path, e.Type)
 		}
+	}
+	return nil
+}
+
+func badManifest(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadManifest, fmt.Sprintf(format, args...))
+}
+
+// checkEntry checks what Validate checks of one entry by itself: its
+// mode, type and what the type allows. root says it is the first entry
+// of n; its path is checked apart.
+func checkEntry(e *Entry, root bool, n int) error {
+	if e.Mode&^0o7777 != 0 {
+		return badManifest("entry %q: mode %o has bits beyond 07777", e.Path, e.Mode)
+	}
+	switch e.Type {
+	case TypeDir:
+		if e.Size != 0 || len(e.Chunks) > 0 || e.Target != "" {
+			return badManifest("directory %q has a size, chunks or a target", e.Path)
+		}
+	case TypeFile:
+		if e.Target != "" {
+			return badManifest("file %q has a link target", e.Path)
+		}
+		if e.Size < 0 || e.Size > maxFileSize {
+			return badManifest("file %q: size %d out of range", e.Path, e.Size)
+		}
+		var sum int64
+		for _, c := range e.Chunks {
+			if c.Size <= 0 || c.Size > maxFileSize {
+				return badManifest("file %q: chunk %s has size %d", e.Path, c.ID, c.Size)
+			}
+			sum += c.Size
+		}
+		if sum != e.Size {
+			return badManifest("file %q: size %d but its chunks hold %d bytes", e.Path, e.Size, sum)
+		}
+		if root && n > 1 {
+			return badManifest("a file root cannot have entries below it")
+		}
+	case TypeSymlink:
+		if root {
+			return badManifest("the root cannot be a symbolic link")
+		}
+		if e.Target == "" || strings.IndexByte(e.Target, 0) >= 0 || !utf8.ValidString(e.Target) {
+			return badManifest("symbolic link %q: target empty, not valid UTF-8 or holding a NUL byte", e.Path)
+		}
+		if e.Size != 0 || len(e.Chunks) > 0 || e.Mode != 0 || e.MTime != 0 {
+			return badManifest("symbolic link %q has a size, chunks, mode or time", e.Path)
+		}
+	default:
+		return badManifest("entry %q: unknown type %q", e.Path, e.Type)
 	}
 	return nil
 }
