@@ -54,7 +54,7 @@ func Adopt(m *Manifest, dst string, opts ApplyOptions) (*Record, error) {
 				return nil, fmt.Errorf("adopt %s: %s differs from the source", dst, e.Path)
 			}
 			_, ino, _ := fileIdentity(fi)
-			a.actions[i].rec = fileRecord{ino: ino, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+			a.act(i).rec = fileRecord{ino: ino, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 		default:
 			return nil, errors.New("adopt: unknown entry type")
 		}

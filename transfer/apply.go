@@ -44,6 +44,13 @@ type ApplyOptions struct {
 	// and Delta.Apply do) and has not changed it since, so that PlanApply
 	// does not walk it again for that.
 	Validated bool
+	// Changes, with Record, says the manifest is what this delta leads to
+	// from the Record's entries (Delta.Apply). With a View or
+	// SkipUnchanged to vouch for the paths it does not name, Apply then
+	// looks only at the paths the delta names, those the view's own
+	// layer holds, and the directories above them: a re-sync costs in
+	// proportion to what changed, on the node and in the source.
+	Changes *Delta
 }
 
 // Record is what Apply knows of a destination after applying a manifest
@@ -126,9 +133,9 @@ func (p *ApplyPlan) Chunks() []ChunkRef {
 	m := p.a.m
 	seen := make(map[ChunkID]bool)
 	var refs []ChunkRef
-	for i := range m.Entries {
+	for i := range p.a.each(0) {
 		e := &m.Entries[i]
-		if e.Type != TypeFile || p.a.actions[i].kind == actKeep {
+		if e.Type != TypeFile || p.a.act(i).kind == actKeep {
 			continue
 		}
 		for _, c := range e.Chunks {
@@ -189,8 +196,12 @@ type applier struct {
 	opts  ApplyOptions
 	state string
 
-	prev    *applyState
-	from    []int       // by entry: the index of its path in prev, or -1
+	prev *applyState
+	from []int // by entry: the index of its path in prev, or -1; nil when sparse (prevAt)
+	// look: the entries a sparse apply looks at, sorted (sparseLook); nil
+	// for all. The others are as the last Apply left them.
+	look    []int
+	view    *viewLookup // nil without a View
 	next    *applyState // once saved
 	actions []action
 	fresh   bool   // dst does not exist: build beside it
@@ -256,12 +267,12 @@ func parentPath(rel string) string {
 // plan looks at dst and decides, per manifest entry, what to do.
 func (a *applier) plan() error {
 	a.work = a.dst
-	a.actions = make([]action, len(a.m.Entries))
 	root := &a.m.Entries[0]
 	fi, err := os.Lstat(a.dst)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		a.fresh = true
+		a.actions = make([]action, len(a.m.Entries))
 		for i := range a.actions {
 			a.actions[i].kind = actCreate
 		}
@@ -274,7 +285,7 @@ func (a *applier) plan() error {
 			return errors.New("a directory is there, and the source is a file; remove it or choose another destination")
 		}
 		a.from = []int{-1} // a file has no record to go by
-		a.actions[0] = a.fileAction(0, fi)
+		a.actions = []action{a.fileAction(0, fi)}
 		return nil
 	}
 	if fi.Mode()&fs.ModeSymlink != 0 {
@@ -286,31 +297,41 @@ func (a *applier) plan() error {
 		return errors.New("it exists and is not a directory; remove it or choose another destination")
 	}
 	a.loadPrev()
-	a.actions[0] = action{kind: actKeep, onDisk: fi}
-	stats := a.statAll()
+	view := a.opts.View.lookupIn(a.m)
+	a.view = view
+	if a.look = a.sparseLook(view); a.look == nil {
+		a.from = matchEntries(a.prev.entries, a.m.Entries)
+		view.index()
+		a.actions = make([]action, len(a.m.Entries))
+	} else {
+		a.actions = make([]action, len(a.look))
+	}
+	*a.act(0) = action{kind: actKeep, onDisk: fi}
+	stats := a.statAll(view)
 	// Below a directory being created or replaced there is nothing yet;
 	// what statAll saw there was seen through what is being replaced, and
 	// is not used.
 	fresh := make(map[string]bool)
-	for i := 1; i < len(a.m.Entries); i++ {
+	for i := range a.each(1) {
 		e := &a.m.Entries[i]
 		parent := parentPath(e.Path)
 		if fresh[parent] {
-			a.actions[i].kind = actCreate
-			a.actions[i].inNew = true
+			a.act(i).kind = actCreate
+			a.act(i).inNew = true
 			if e.Type == TypeDir {
 				fresh[e.Path] = true
 			}
 			continue
 		}
 		if a.opts.SkipUnchanged {
-			if j := a.from[i]; j >= 0 && sameEntry(&a.prev.entries[j], e) {
+			if j := a.prevAt(i); j >= 0 && sameEntry(&a.prev.entries[j], e) {
 				// Trusted as the last Apply left it; onDisk stays nil.
-				a.actions[i] = action{kind: actKeep, rec: a.prev.recs[j]}
+				*a.act(i) = action{kind: actKeep, rec: a.prev.recs[j]}
 				continue
 			}
 		}
-		fi, err := stats[i].fi, stats[i].err
+		st := stats[a.slot(i)]
+		fi, err := st.fi, st.err
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -350,7 +371,7 @@ func (a *applier) plan() error {
 				return err
 			}
 		}
-		a.actions[i] = act
+		*a.act(i) = act
 	}
 	return nil
 }
@@ -366,38 +387,37 @@ type statResult struct {
 // many cores then costs a fraction of stat-ing its files one after
 // another. Entries that SkipUnchanged trusts are not looked at, nor those
 // a View knows, nor those below a directory that is not there.
-func (a *applier) statAll() []statResult {
-	out := make([]statResult, len(a.m.Entries))
-	view := a.opts.View.lookupIn(a.m)
+func (a *applier) statAll(view *viewLookup) []statResult {
+	out := make([]statResult, len(a.actions)) // by slot
 	// Directories are looked at first, in order: below one that is not
 	// there, or is no directory, nothing of the tree is (plan creates it
 	// whole), and its entries are not looked at. A first sync into an
 	// empty directory then stats no more than its top level.
 	absent := make(map[string]bool)
 	var todo []int
-	for i := 1; i < len(a.m.Entries); i++ {
-		e := &a.m.Entries[i]
+	for i := range a.each(1) {
+		e, r := &a.m.Entries[i], &out[a.slot(i)]
 		if len(absent) > 0 && absent[parentPath(e.Path)] {
-			out[i].err = fs.ErrNotExist
+			r.err = fs.ErrNotExist
 			if e.Type == TypeDir {
 				absent[e.Path] = true
 			}
 			continue
 		}
 		if a.opts.SkipUnchanged {
-			if j := a.from[i]; j >= 0 && sameEntry(&a.prev.entries[j], e) {
+			if j := a.prevAt(i); j >= 0 && sameEntry(&a.prev.entries[j], e) {
 				continue
 			}
 		}
 		if fi, err, ok := view.lookup(i, e.Path); ok {
-			out[i] = statResult{fi: fi, err: err}
+			*r = statResult{fi: fi, err: err}
 		} else if e.Type == TypeDir {
-			out[i].fi, out[i].err = os.Lstat(a.abs(e.Path))
+			r.fi, r.err = os.Lstat(a.abs(e.Path))
 		} else {
 			todo = append(todo, i)
 			continue
 		}
-		if e.Type == TypeDir && (out[i].err != nil || !out[i].fi.IsDir()) {
+		if e.Type == TypeDir && (r.err != nil || !r.fi.IsDir()) {
 			absent[e.Path] = true
 		}
 	}
@@ -413,7 +433,8 @@ func (a *applier) statAll() []statResult {
 					return
 				}
 				for _, i := range todo[start:min(start+batch, len(todo))] {
-					out[i].fi, out[i].err = os.Lstat(a.abs(a.m.Entries[i].Path))
+					r := &out[a.slot(i)]
+					r.fi, r.err = os.Lstat(a.abs(a.m.Entries[i].Path))
 				}
 			}
 		})
@@ -429,14 +450,13 @@ func sameEntry(a, b *Entry) bool {
 }
 
 // loadPrev takes the record of the last Apply, from ApplyOptions.Record
-// or the state file, and matches its entries with the manifest's.
+// or the state file.
 func (a *applier) loadPrev() {
 	if r := a.opts.Record; r != nil && r.state == a.state && r.st.dst == a.dst {
 		a.prev = r.st
 	} else {
 		a.prev = loadState(a.state, a.dst)
 	}
-	a.from = matchEntries(a.prev.entries, a.m.Entries)
 }
 
 // matchEntries returns, for each entry of next, the index of the entry at
@@ -470,7 +490,7 @@ func (a *applier) fileAction(i int, fi fs.FileInfo) action {
 	}
 	_, ino, _ := fileIdentity(fi)
 	mtime := fi.ModTime().UnixNano()
-	if j := a.from[i]; j >= 0 && a.prev.entries[j].Type == TypeFile {
+	if j := a.prevAt(i); j >= 0 && a.prev.entries[j].Type == TypeFile {
 		if r := a.prev.recs[j]; r.ino == ino && r.size == fi.Size() && r.mtime == mtime {
 			if sameChunks(a.prev.entries[j].Chunks, e.Chunks) {
 				return action{kind: actKeep, onDisk: fi, rec: r}

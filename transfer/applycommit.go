@@ -56,7 +56,7 @@ func (a *applier) applyFresh(ctx context.Context) (err error) {
 			}
 			a.stats.Dirs++
 		case TypeFile:
-			a.actions[i].staged = a.abs(e.Path)
+			a.act(i).staged = a.abs(e.Path)
 			files = append(files, i)
 		case TypeSymlink:
 			if err := os.Symlink(e.Target, a.abs(e.Path)); err != nil {
@@ -83,8 +83,8 @@ func (a *applier) applyInPlace(ctx context.Context) (err error) {
 	a.removeStaleStages()
 	// Directories we must write into need the owner's write bit for now;
 	// setDirMeta gives them their mode at the end.
-	for i := range a.m.Entries {
-		e, act := &a.m.Entries[i], &a.actions[i]
+	for i := range a.each(0) {
+		e, act := &a.m.Entries[i], a.act(i)
 		if e.Type == TypeDir && act.kind == actKeep && act.onDisk != nil && act.onDisk.Mode().Perm()&0o300 != 0o300 {
 			if err := os.Chmod(a.abs(e.Path), act.onDisk.Mode().Perm()|0o700); err != nil {
 				return err
@@ -92,8 +92,8 @@ func (a *applier) applyInPlace(ctx context.Context) (err error) {
 		}
 	}
 	needStage := false
-	for i := 1; i < len(a.m.Entries); i++ {
-		if a.actions[i].kind != actKeep && (a.m.Entries[i].Type != TypeDir || !a.actions[i].inNew) {
+	for i := range a.each(1) {
+		if a.act(i).kind != actKeep && (a.m.Entries[i].Type != TypeDir || !a.act(i).inNew) {
 			needStage = true
 			break
 		}
@@ -116,8 +116,8 @@ func (a *applier) applyInPlace(ctx context.Context) (err error) {
 	// renamed into place with all it holds; other files and links wait
 	// in the staging directory under their index.
 	var files []int
-	for i := 1; i < len(a.m.Entries); i++ {
-		e, act := &a.m.Entries[i], &a.actions[i]
+	for i := range a.each(1) {
+		e, act := &a.m.Entries[i], a.act(i)
 		if act.kind == actKeep {
 			continue
 		}
@@ -153,7 +153,7 @@ func (a *applier) applyInPlace(ctx context.Context) (err error) {
 	if err := a.deleteGone(touched); err != nil {
 		return err
 	}
-	for i := 1; i < len(a.m.Entries); i++ {
+	for i := range a.each(1) {
 		if err := a.place(ctx, i, touched); err != nil {
 			return err
 		}
@@ -192,15 +192,26 @@ func (a *applier) removeStaleStages() {
 // when empty.
 func (a *applier) deleteGone(touched map[string]bool) error {
 	a.realDir = map[string]bool{RootPath: true}
-	kept := make([]bool, len(a.prev.entries))
-	for _, j := range a.from {
-		if j >= 0 {
-			kept[j] = true
+	var gone []int // in the record, ascending
+	if a.look != nil {
+		gone = a.goneSparse()
+	} else {
+		kept := make([]bool, len(a.prev.entries))
+		for _, j := range a.from {
+			if j >= 0 {
+				kept[j] = true
+			}
+		}
+		for j := range a.prev.entries {
+			if !kept[j] {
+				gone = append(gone, j)
+			}
 		}
 	}
-	for i := len(a.prev.entries) - 1; i >= 0; i-- {
+	for k := len(gone) - 1; k >= 0; k-- {
+		i := gone[k]
 		e := &a.prev.entries[i]
-		if e.Path == RootPath || kept[i] || !a.underRealDirs(e.Path) {
+		if e.Path == RootPath || !a.underRealDirs(e.Path) {
 			continue
 		}
 		p := a.abs(e.Path)
@@ -260,7 +271,7 @@ func (a *applier) underRealDirs(rel string) bool {
 // place puts entry i in place: creates a directory, or renames a staged
 // file or link over whatever is there.
 func (a *applier) place(ctx context.Context, i int, touched map[string]bool) error {
-	e, act := &a.m.Entries[i], &a.actions[i]
+	e, act := &a.m.Entries[i], a.act(i)
 	if act.kind == actKeep {
 		return nil
 	}
@@ -340,13 +351,13 @@ func (a *applier) writeFiles(ctx context.Context, files []int) error {
 	for _, i := range files {
 		total += a.m.Entries[i].Size
 	}
-	groups := groupByDir(files, func(i int) string { return filepath.Dir(a.actions[i].staged) })
+	groups := groupByDir(files, func(i int) string { return filepath.Dir(a.act(i).staged) })
 	m := newMeter(a.opts.Progress, "apply", len(files), total)
 	err := eachParallel(ctx, a.opts.Workers, len(groups), func(ctx context.Context, g int) error {
 		buf := copyBufPool.Get().(*[]byte)
 		defer copyBufPool.Put(buf)
 		for _, i := range groups[g] {
-			e, act := &a.m.Entries[i], &a.actions[i]
+			e, act := &a.m.Entries[i], a.act(i)
 			rec, err := a.writeFile(ctx, act.staged, e, *buf)
 			if err != nil {
 				return err
@@ -439,14 +450,22 @@ func (a *applier) setMTime(path string, e *Entry) (fileRecord, error) {
 
 // setFileMeta gives files that were kept the mode and mtime of the source.
 func (a *applier) setFileMeta() error {
-	for i := 1; i < len(a.m.Entries); i++ {
-		e, act := &a.m.Entries[i], &a.actions[i]
-		if e.Type != TypeFile || act.kind != actKeep {
+	looked := 0
+	for i := range a.each(1) {
+		e, act := &a.m.Entries[i], a.act(i)
+		if e.Type != TypeFile {
+			continue
+		}
+		looked++
+		if act.kind != actKeep {
 			continue
 		}
 		if err := a.keepFileMeta(e, act); err != nil {
 			return err
 		}
+	}
+	if a.look != nil { // the files not looked at are unchanged too
+		a.stats.Unchanged += a.stats.Files - looked
 	}
 	return nil
 }
@@ -476,8 +495,8 @@ func (a *applier) keepFileMeta(e *Entry, act *action) error {
 // tree) every directory is set; otherwise those created, touched, or whose
 // mode or mtime differ.
 func (a *applier) setDirMeta(touched map[string]bool) error {
-	for i := len(a.m.Entries) - 1; i >= 0; i-- {
-		e, act := &a.m.Entries[i], &a.actions[i]
+	for i := range a.eachDown() {
+		e, act := &a.m.Entries[i], a.act(i)
 		if e.Type != TypeDir {
 			continue
 		}
@@ -507,7 +526,7 @@ func (a *applier) setDirMeta(touched map[string]bool) error {
 
 // applyFile applies a manifest whose root is one file: dst becomes it.
 func (a *applier) applyFile(ctx context.Context) error {
-	e, act := &a.m.Entries[0], &a.actions[0]
+	e, act := &a.m.Entries[0], a.act(0)
 	if act.kind == actKeep {
 		return a.keepFileMeta(e, act)
 	}
@@ -531,6 +550,9 @@ func (a *applier) applyFile(ctx context.Context) error {
 // saveState records the manifest just applied and its files' records:
 // in a journal record of what changed since the last Apply, or whole.
 func (a *applier) saveState() error {
+	if a.look != nil {
+		return a.saveSparse()
+	}
 	prev, from := a.prev, a.from
 	if prev == nil { // a fresh tree, or Adopt: no record to build on
 		prev, from = &applyState{dst: a.dst, rewrite: true}, make([]int, len(a.m.Entries))
@@ -538,9 +560,17 @@ func (a *applier) saveState() error {
 			from[i] = -1
 		}
 	}
-	next, err := prev.write(a.state, a.m.Entries, from, func(i int) fileRecord { return a.actions[i].rec })
+	next, err := prev.write(a.state, a.m.Entries, from, func(i int) fileRecord { return a.act(i).rec })
 	if err != nil {
 		return err
+	}
+	if v := a.view; v != nil && v.lower != nil {
+		next.lowerOf = v.v.Lower
+		for i, j := range v.lower {
+			if j < 0 {
+				next.notInLower = append(next.notInLower, a.m.Entries[i].Path)
+			}
+		}
 	}
 	a.next = next
 	return nil

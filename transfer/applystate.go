@@ -23,6 +23,11 @@ type applyState struct {
 	// next time (its end was torn, or it is not this state's).
 	snapshot, journal, records int
 	rewrite                    bool
+	// In memory only, for a sparse apply in a view (applysparse.go): the
+	// lower layer of the view the state is of, when known, and the paths
+	// of entries that layer lacks, sorted.
+	lowerOf    *Layer
+	notInLower []string
 }
 
 type fileRecord struct {
@@ -167,6 +172,35 @@ func mergeEntries(entries []Entry, recs []fileRecord, removed []string, changed 
 	if recs != nil {
 		outRecs = make([]fileRecord, 0, len(entries)+len(changed))
 	}
+	mergeRuns(entries, removed, changed, func(lo, hi int) {
+		out = append(out, entries[lo:hi]...)
+		if recs != nil {
+			outRecs = append(outRecs, recs[lo:hi]...)
+		}
+	}, func(c int) {
+		out = append(out, changed[c])
+		if recs != nil {
+			outRecs = append(outRecs, changedRecs[c])
+		}
+	})
+	return out, outRecs
+}
+
+// mergeRecords is mergeEntries for the records alone, a changed entry's
+// record left zero.
+func mergeRecords(entries []Entry, recs []fileRecord, removed []string, changed []Entry) []fileRecord {
+	out := make([]fileRecord, 0, len(entries)+len(changed))
+	mergeRuns(entries, removed, changed, func(lo, hi int) {
+		out = append(out, recs[lo:hi]...)
+	}, func(int) {
+		out = append(out, fileRecord{})
+	})
+	return out
+}
+
+// mergeRuns walks the merge of mergeEntries: keep(lo, hi) for each run of
+// entries kept, add(c) for each changed entry, in order.
+func mergeRuns(entries []Entry, removed []string, changed []Entry, keep func(lo, hi int), add func(c int)) {
 	i, r, c := 0, 0, 0
 	for r < len(removed) || c < len(changed) {
 		// The next path removed or changed, and what comes before it.
@@ -178,10 +212,7 @@ func mergeEntries(entries []Entry, recs []fileRecord, removed []string, changed 
 			next = changed[c].Path
 		}
 		k := i + findFrom(entries[i:], next)
-		out = append(out, entries[i:k]...)
-		if recs != nil {
-			outRecs = append(outRecs, recs[i:k]...)
-		}
+		keep(i, k)
 		i = k
 		if i < len(entries) && entries[i].Path == next {
 			i++ // removed, or replaced below
@@ -190,18 +221,11 @@ func mergeEntries(entries []Entry, recs []fileRecord, removed []string, changed 
 			r++
 		}
 		if c < len(changed) && changed[c].Path == next {
-			out = append(out, changed[c])
-			if recs != nil {
-				outRecs = append(outRecs, changedRecs[c])
-			}
+			add(c)
 			c++
 		}
 	}
-	out = append(out, entries[i:]...)
-	if recs != nil {
-		outRecs = append(outRecs, recs[i:]...)
-	}
-	return out, outRecs
+	keep(i, len(entries))
 }
 
 // findFrom returns the index of the first of sorted entries whose path is
@@ -238,25 +262,35 @@ func (st *applyState) write(file string, entries []Entry, from []int, rec func(i
 			removed = append(removed, st.entries[j].Path)
 		}
 	}
+	if err := st.commit(file, next, removed, changed); err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
+// commit saves next, which differs from st by the removed paths and the
+// changed entries (indexes in next), as the state file: by appending a
+// journal record when that is small, or else whole.
+func (st *applyState) commit(file string, next *applyState, removed []string, changed []int) error {
 	if !st.rewrite && st.snapshot > 0 {
 		if len(removed) == 0 && len(changed) == 0 {
 			next.snapshot, next.journal, next.records = st.snapshot, st.journal, st.records
-			return next, nil
+			return nil
 		}
-		if b := journalRecord(removed, entries, changed, next.recs); st.records < maxJournalRecords && st.journal+len(b) <= st.snapshot/2 {
+		if b := journalRecord(removed, next.entries, changed, next.recs); st.records < maxJournalRecords && st.journal+len(b) <= st.snapshot/2 {
 			if err := appendFile(file, b); err == nil {
 				next.snapshot, next.journal, next.records = st.snapshot, st.journal+len(b), st.records+1
-				return next, nil
+				return nil
 			}
 			// A journal that cannot be appended to is written whole.
 		}
 	}
-	n, err := writeState(file, st.dst, entries, func(i int) fileRecord { return next.recs[i] })
+	n, err := writeState(file, st.dst, next.entries, func(i int) fileRecord { return next.recs[i] })
 	if err != nil {
-		return nil, err
+		return err
 	}
 	next.snapshot = n
-	return next, nil
+	return nil
 }
 
 // maxJournalRecords bounds the records a state file's journal holds, and

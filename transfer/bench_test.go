@@ -193,10 +193,11 @@ func BenchmarkResync(b *testing.B) {
 	view := &View{Lower: lower, Upper: []string{changed[len(src)+1:]}}
 	i := 0
 	for b.Loop() {
-		m, err := deltas[i%2].Apply(rec.Entries())
+		d := &deltas[i%2]
+		m, err := d.Apply(rec.Entries())
 		mustNo(b, err)
 		i++
-		p, err := PlanApply(&m, dst, ApplyOptions{StateFile: opts.StateFile, Record: rec, View: view, Validated: true})
+		p, err := PlanApply(&m, dst, ApplyOptions{StateFile: opts.StateFile, Record: rec, View: view, Validated: true, Changes: d})
 		mustNo(b, err)
 		st, err := p.Apply(ctx, store)
 		mustNo(b, err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -34,13 +35,16 @@ func LoadLayer(dir, stateFile string) (*Layer, error) {
 // LayerFrom is the Layer of the tree at dir when it holds exactly what
 // rec records, file for file with the same inodes: the lower layer of a
 // view AdoptCopy adopted, whose record it returned. It saves reading the
-// lower layer's record again.
+// lower layer's record again, and rec, whose every entry the layer holds,
+// can be the base of a sparse apply in the view (ApplyOptions.Changes).
 func LayerFrom(dir string, rec *Record) (*Layer, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	return newLayer(abs, rec.st), nil
+	l := newLayer(abs, rec.st)
+	rec.st.lowerOf, rec.st.notInLower = l, nil
+	return l, nil
 }
 
 // newLayer is the Layer of the tree at abs that st records.
@@ -65,12 +69,18 @@ type View struct {
 	Upper, Hiding []string
 }
 
-// viewLookup answers, for the entries of one manifest in order, what
-// Lstat would say in a view.
+// viewLookup answers, for the entries of one manifest, what Lstat would
+// say in a view.
 type viewLookup struct {
-	v       *View
-	lower   []int  // by entry: its index in v.Lower, or -1
-	changed []bool // by entry: the upper layer holds it or hides it
+	v *View
+	m *Manifest
+	// changedIdx: the entries the upper layer holds or hides, sorted.
+	changedIdx []int
+	// By entry, once indexed (for lookups of every entry): its index in
+	// v.Lower or -1, and whether it is in changedIdx. Without them, each
+	// lookup searches.
+	lower   []int
+	changed []bool
 }
 
 // lookupIn prepares lookups of m's entries in v (nil without a view). The
@@ -81,29 +91,55 @@ func (v *View) lookupIn(m *Manifest) *viewLookup {
 	if v == nil {
 		return nil
 	}
-	l := &viewLookup{v: v, lower: matchEntries(v.Lower.entries, m.Entries), changed: make([]bool, len(m.Entries))}
+	l := &viewLookup{v: v, m: m}
 	for _, u := range v.Upper {
 		if i := findEntry(m.Entries, u); i >= 0 {
-			l.changed[i] = true
+			l.changedIdx = append(l.changedIdx, i)
 		}
 	}
 	for _, h := range v.Hiding {
 		lo, hi := below(m.Entries, h)
 		for i := lo; i < hi; i++ {
-			l.changed[i] = true
+			l.changedIdx = append(l.changedIdx, i)
 		}
 	}
+	slices.Sort(l.changedIdx)
+	l.changedIdx = slices.Compact(l.changedIdx)
 	return l
+}
+
+// index prepares lookups of every entry, which then need no search.
+func (l *viewLookup) index() {
+	if l == nil {
+		return
+	}
+	l.lower = matchEntries(l.v.Lower.entries, l.m.Entries)
+	l.changed = make([]bool, len(l.m.Entries))
+	for _, i := range l.changedIdx {
+		l.changed[i] = true
+	}
 }
 
 // lookup says what Lstat of entry i (path rel) in the view would say,
 // when the view shows Lower there; ok is false when the path must be
 // looked at.
 func (l *viewLookup) lookup(i int, rel string) (fi fs.FileInfo, err error, ok bool) {
-	if l == nil || rel == RootPath || l.changed[i] {
+	if l == nil || rel == RootPath {
 		return nil, nil, false
 	}
-	if j := l.lower[i]; j >= 0 {
+	j := -1
+	if l.changed != nil {
+		if l.changed[i] {
+			return nil, nil, false
+		}
+		j = l.lower[i]
+	} else {
+		if _, found := slices.BinarySearch(l.changedIdx, i); found {
+			return nil, nil, false
+		}
+		j = findEntry(l.v.Lower.entries, rel)
+	}
+	if j >= 0 {
 		return &l.v.Lower.infos[j], nil, true
 	}
 	return nil, fs.ErrNotExist, true

@@ -113,13 +113,21 @@ func TestViewLookupMarksWhatTheUpperLayerHoldsOrHides(t *testing.T) {
 	} {
 		l := (&View{Lower: lower, Upper: tc.upper, Hiding: tc.hiding}).lookupIn(m)
 		var got []string
+		for _, i := range l.changedIdx {
+			got = append(got, m.Entries[i].Path)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("upper %q, hiding %q: looked at %q, want %q", tc.upper, tc.hiding, got, tc.want)
+		}
+		l.index()
+		got = nil
 		for i, e := range m.Entries {
 			if l.changed[i] {
 				got = append(got, e.Path)
 			}
 		}
 		if !slices.Equal(got, tc.want) {
-			t.Errorf("upper %q, hiding %q: looked at %q, want %q", tc.upper, tc.hiding, got, tc.want)
+			t.Errorf("upper %q, hiding %q, indexed: looked at %q, want %q", tc.upper, tc.hiding, got, tc.want)
 		}
 	}
 }
