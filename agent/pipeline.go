@@ -182,15 +182,16 @@ func (a *Agent) syncAll(j *job) error {
 			workers = append(workers, n)
 		}
 	}
-	headReq := api.NodeSyncRequest{Blobs: spec.Blobs, Mounts: spec.Mounts, MountEnv: spec.MountEnv}
 	shared := a.cfg.ChunkDir != "" && len(workers) > 0
-	// What the head synced before, for the workers' deltas: taken before
-	// its own sync replaces it.
-	bases := a.syncedBases(spec.Blobs)
-	var diffs map[string]headDiff
+	// What changed since the head synced before: the deltas let every
+	// node, the head too, build the manifest from its record and look only
+	// at what changed. (Fetching the manifest for them, the head's own
+	// sync then finds it decoded.)
+	diffs := a.diffs(j.ctx, spec.Blobs, a.syncedBases(spec.Blobs), a.coordinatorSources()...)
+	deltas := inlineDeltas(diffs)
+	headReq := api.NodeSyncRequest{Blobs: spec.Blobs, Mounts: spec.Mounts, MountEnv: spec.MountEnv, Deltas: deltas}
 	var prefetched time.Duration
 	if shared {
-		diffs = a.diffs(j.ctx, spec.Blobs, bases, a.coordinatorSources()...)
 		if err := a.prefetch(j.ctx, spec.Blobs, diffs); err != nil {
 			return fmt.Errorf("node %d (%s): %w", head.Rank, head.IP, err)
 		}
@@ -202,10 +203,6 @@ func (a *Agent) syncAll(j *job) error {
 	for i, n := range workers {
 		peers[i] = n.Addr
 	}
-	if !shared && len(workers) > 0 { // the head's own sync decoded the manifests
-		diffs = a.diffs(j.ctx, spec.Blobs, bases)
-	}
-	deltas := inlineDeltas(diffs)
 	errs := make([]error, len(workers)+1)
 	var wg sync.WaitGroup
 	if shared {

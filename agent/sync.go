@@ -157,7 +157,7 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	}
 	origins = append(origins, a.coordinatorSources()...)
 	m, prev, delta := a.fromDelta(req, ref, id, dest)
-	if !delta {
+	if delta == nil {
 		if m, err = a.manifest(ctx, id, origins...); err != nil {
 			return fmt.Errorf("manifest %.12s for %s: %w", ref.Digest, ref.Dest, err)
 		}
@@ -180,7 +180,8 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	tManifest := time.Now()
 	sum := sha256.Sum256([]byte(dest))
 	opts := transfer.ApplyOptions{StateFile: filepath.Join(a.cfg.Home, ".sky", "sync-state", hex.EncodeToString(sum[:12])),
-		View: a.viewOf(dest, len(m.Entries)), Record: prev, Validated: true} // decoded, or from a delta: validated
+		View: a.viewOf(dest, len(m.Entries)), Record: prev, Validated: true, // decoded, or from a delta: validated
+		Changes: delta}
 	if err := os.MkdirAll(filepath.Dir(opts.StateFile), 0o700); err != nil {
 		return err
 	}
@@ -229,7 +230,7 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	}
 	rec = plan.Record()
 	a.log.Info("synced", "dest", ref.Dest, "files", st.Files, "written", st.Written, "written_bytes", st.WrittenBytes,
-		"fetched", fetched.Fetched, "fetched_bytes", fetched.Bytes, "view", opts.View != nil, "delta", delta, "kept_record", prev != nil,
+		"fetched", fetched.Fetched, "fetched_bytes", fetched.Bytes, "view", opts.View != nil, "delta", delta != nil, "kept_record", prev != nil,
 		"manifest", tManifest.Sub(start), "plan", tPlan.Sub(tManifest),
 		"fetch", tFetch.Sub(tPlan), "apply", time.Since(tFetch))
 	return nil

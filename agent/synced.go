@@ -75,26 +75,27 @@ func (a *Agent) manifest(ctx context.Context, id transfer.ChunkID, sources ...tr
 }
 
 // fromDelta builds manifest id from the delta the head sent, when this
-// node last synced dest from the delta's base; ok is false otherwise.
-func (a *Agent) fromDelta(req api.NodeSyncRequest, ref api.BlobRef, id transfer.ChunkID, dest string) (m *transfer.Manifest, prev *transfer.Record, ok bool) {
+// node last synced dest from the delta's base, and returns the delta too
+// (for ApplyOptions.Changes); d is nil otherwise.
+func (a *Agent) fromDelta(req api.NodeSyncRequest, ref api.BlobRef, id transfer.ChunkID, dest string) (m *transfer.Manifest, prev *transfer.Record, d *transfer.Delta) {
 	last, found := a.lastSynced(dest)
 	if !found {
-		return nil, nil, false
+		return nil, nil, nil
 	}
 	data := req.Deltas[ref.Digest]
 	if data == nil {
-		return nil, last.rec, false
+		return nil, last.rec, nil
 	}
-	d, err := transfer.DecodeDelta(data)
-	if err != nil || d.Base != last.id || d.Result != id {
-		return nil, last.rec, false
+	decoded, err := transfer.DecodeDelta(data)
+	if err != nil || decoded.Base != last.id || decoded.Result != id {
+		return nil, last.rec, nil
 	}
-	built, err := d.Apply(last.rec.Entries())
+	built, err := decoded.Apply(last.rec.Entries())
 	if err != nil {
 		a.log.Warn("a manifest delta from the head did not apply; fetching the manifest", "dest", ref.Dest, "err", err)
-		return nil, last.rec, false
+		return nil, last.rec, nil
 	}
-	return &built, last.rec, true
+	return &built, last.rec, &decoded
 }
 
 // blobDest is where blob b goes on this node, and, for a file mount
