@@ -43,6 +43,7 @@ type DiskStore struct {
 	index   map[ChunkID]chunkInPack
 	packs   map[string]bool           // pack files read into index (or found damaged)
 	pending map[ChunkID]*pendingChunk // ids a Fetcher said are coming
+	logOff  int64                     // how much of packs.log the index holds; -1 without one (packlog.go)
 }
 
 // chunkInPack is where a chunk lives.
@@ -108,13 +109,12 @@ func NewDiskStore(dir string) (*DiskStore, error) {
 // enough that no writer can still be busy with them, and damaged packs.
 // s.mu is held.
 func (s *DiskStore) readNewPacks(cleanup bool) error {
+	// Every pack the log names from here on was renamed into place after
+	// this: the listing may find it too.
+	logOff := s.logSize()
 	entries, err := os.ReadDir(filepath.Join(s.dir, packsDir))
 	if err != nil {
 		return err
-	}
-	type packIndex struct {
-		name string
-		idx  []packEntry
 	}
 	var read []packIndex
 	total := 0
@@ -157,6 +157,23 @@ func (s *DiskStore) readNewPacks(cleanup bool) error {
 	if len(s.index) == 0 && total > 0 {
 		s.index = make(map[ChunkID]chunkInPack, total) // a big store opens without rehashing
 	}
+	s.addPacks(read)
+	s.logOff = logOff
+	if fresh >= packCacheAfter {
+		s.savePackCache()
+	}
+	return nil
+}
+
+// packIndex is the index of one pack, by name.
+type packIndex struct {
+	name string
+	idx  []packEntry
+}
+
+// addPacks adds the packs' chunks to the index; a chunk already there
+// stays where it was. s.mu is held.
+func (s *DiskStore) addPacks(read []packIndex) {
 	for _, r := range read {
 		for _, c := range r.idx {
 			if _, ok := s.index[c.id]; !ok {
@@ -164,10 +181,6 @@ func (s *DiskStore) readNewPacks(cleanup bool) error {
 			}
 		}
 	}
-	if fresh >= packCacheAfter {
-		s.savePackCache()
-	}
-	return nil
 }
 
 // readNewPacksLocked is readNewPacks for a caller not holding s.mu.
@@ -183,7 +196,7 @@ func (s *DiskStore) lookup(id ChunkID) (chunkInPack, bool) {
 	if loc, ok := s.index[id]; ok {
 		return loc, true
 	}
-	if s.readNewPacks(false) != nil {
+	if s.readLoggedPacks() != nil {
 		return chunkInPack{}, false
 	}
 	loc, ok := s.index[id]
@@ -258,7 +271,7 @@ func (s *DiskStore) Missing(ctx context.Context, ids []ChunkID) ([]ChunkID, erro
 		if !refreshed {
 			// Once per call: another process may have added packs.
 			refreshed = true
-			if s.readNewPacks(false) == nil {
+			if s.readLoggedPacks() == nil {
 				if _, ok := s.index[id]; ok {
 					continue
 				}

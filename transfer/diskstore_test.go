@@ -264,3 +264,60 @@ func TestDiskStorePackCache(t *testing.T) {
 	}
 	check("with a damaged cache")
 }
+
+// A store sharing its directory learns of the other's packs from the pack
+// log, not by listing the directory: a pack put there unlogged is found
+// only once the log is gone (and the store lists the directory again). A
+// line still being written is left for later.
+func TestDiskStorePackLog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s1, s2 := sharedStores(t)
+	put := func(s *DiskStore, data string) ChunkID {
+		id := HashChunk([]byte(data))
+		mustNo(t, s.Put(ctx, id, strings.NewReader(data)))
+		return id
+	}
+	missing := func(s *DiskStore, id ChunkID) bool {
+		m, err := s.Missing(ctx, []ChunkID{id})
+		mustNo(t, err)
+		return len(m) == 1
+	}
+	logged := put(s1, "logged")
+	if missing(s2, logged) {
+		t.Fatal("the second store does not find the first's logged pack")
+	}
+	// A pack that appears without a log line: copy the last one under a
+	// name of its own, as a writer that crashed before logging leaves it.
+	packs := filepath.Join(s1.dir, packsDir)
+	unlogged := put(s1, "unlogged")
+	name := s1.index[unlogged].pack
+	data, err := os.ReadFile(filepath.Join(packs, name))
+	mustNo(t, err)
+	mustNo(t, os.Remove(filepath.Join(packs, name)))
+	log := filepath.Join(s1.dir, packLogFile)
+	before, err := os.ReadFile(log)
+	mustNo(t, err)
+	mustNo(t, os.WriteFile(log, before[:len(before)-len(name)-1], 0o644))
+	mustNo(t, os.WriteFile(filepath.Join(packs, "0000-unlogged"+packSuffix), data, 0o644))
+	if !missing(s2, unlogged) {
+		t.Fatal("the second store listed the directory though the log serves")
+	}
+	// Half a line, then the rest.
+	third := put(s1, "third")
+	whole, err := os.ReadFile(log)
+	mustNo(t, err)
+	mustNo(t, os.WriteFile(log, whole[:len(whole)-5], 0o644))
+	if !missing(s2, third) {
+		t.Fatal("the second store read half a line of the log")
+	}
+	mustNo(t, os.WriteFile(log, whole, 0o644))
+	if missing(s2, third) {
+		t.Fatal("the second store did not read the line once whole")
+	}
+	// Without a log, the directory is listed.
+	mustNo(t, os.Remove(log))
+	if missing(s2, unlogged) {
+		t.Fatal("without a log, the second store did not list the directory")
+	}
+}

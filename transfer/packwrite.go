@@ -133,6 +133,7 @@ func (b *packBatch) Commit() error {
 		return fmt.Errorf("store chunks: %w", err)
 	}
 	s := b.s
+	s.logPack(name)
 	s.mu.Lock()
 	s.packs[name] = true
 	for _, e := range b.entries {
