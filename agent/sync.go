@@ -249,13 +249,11 @@ func (a *Agent) prefetch(ctx context.Context, blobs []api.BlobRef, diffs map[str
 		if err != nil {
 			return fmt.Errorf("manifest for %s: %w", b.Dest, err)
 		}
-		m, err := a.manifest(ctx, id, origins...)
-		if err != nil {
-			return fmt.Errorf("manifest %.12s for %s: %w", b.Digest, b.Dest, err)
-		}
-		need := m
+		need := &transfer.Manifest{}
 		if hd, ok := diffs[b.Digest]; ok {
-			need = &transfer.Manifest{Entries: hd.d.Changed}
+			need.Entries = hd.d.Changed
+		} else if need, err = a.manifest(ctx, id, origins...); err != nil {
+			return fmt.Errorf("manifest %.12s for %s: %w", b.Digest, b.Dest, err)
 		}
 		f := transfer.Fetcher{Store: a.chunks, Origins: origins, Parallel: 8}
 		if _, err := f.Fetch(ctx, need.Chunks()); err != nil {

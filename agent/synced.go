@@ -121,9 +121,10 @@ type headDiff struct {
 
 // diffs returns, by manifest digest, the difference of each blob's
 // manifest from the one the head synced there before (bases, taken before
-// its own sync), fetching the manifest from sources when the head has not
-// decoded it yet. A first sync there, or a manifest that cannot be had,
-// gets none.
+// its own sync): the client's (BlobRef.Delta) when it is from that one,
+// or else worked out here, fetching the manifest from sources when the
+// head has not decoded it yet. A first sync there, or a manifest that
+// cannot be had, gets none.
 func (a *Agent) diffs(ctx context.Context, blobs []api.BlobRef, bases map[string]syncedTree, sources ...transfer.Source) map[string]headDiff {
 	out := make(map[string]headDiff)
 	for _, b := range blobs {
@@ -134,6 +135,11 @@ func (a *Agent) diffs(ctx context.Context, blobs []api.BlobRef, bases map[string
 		}
 		id, err := transfer.ParseChunkID(b.Digest)
 		if err != nil || id == base.id {
+			continue
+		}
+		if d, err := transfer.DecodeDelta(b.Delta); err == nil && d.Base == base.id && d.Result == id {
+			n := len(base.rec.Entries()) + len(d.Changed) - len(d.Removed) // about: changed entries may replace
+			out[b.Digest] = headDiff{d: d, entries: n}
 			continue
 		}
 		m, err := a.manifest(ctx, id, sources...)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -79,6 +80,63 @@ func TestFromDeltaOnlyFromTheSameBase(t *testing.T) {
 	} {
 		if _, prev, d := a.fromDelta(req, ref, id2, dest); d != nil || prev != plan.Record() {
 			t.Errorf("%s: used %v, record kept %v; want the manifest fetched and the record kept", name, d != nil, prev != nil)
+		}
+	}
+}
+
+// The head takes the client's delta (BlobRef.Delta) when it leads from
+// what the head synced there, and then neither fetches nor decodes the
+// manifest; a delta from another base is passed over.
+func TestDiffsTakeTheClientsDelta(t *testing.T) {
+	ctx := context.Background()
+	a, err := New(api.AgentConfig{Token: "t", Home: t.TempDir(), Marker: "m", CoordinatorURL: "http://127.0.0.1:1"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "wd")
+	manifest := func(files ...string) (*transfer.Manifest, transfer.ChunkID) {
+		m := &transfer.Manifest{Version: transfer.ManifestVersion, Entries: []transfer.Entry{{Path: transfer.RootPath, Type: transfer.TypeDir, Mode: 0o755}}}
+		for _, f := range files {
+			m.Entries = append(m.Entries, transfer.Entry{Path: f, Type: transfer.TypeFile, Mode: 0o644})
+		}
+		data, err := m.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := transfer.HashChunk(data)
+		if err := a.chunks.Put(ctx, id, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		return m, id
+	}
+	m1, id1 := manifest("a")
+	m2, id2 := manifest("a", "b")
+	m3, id3 := manifest("c")
+	plan, err := transfer.PlanApply(m1, dest, transfer.ApplyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plan.Apply(ctx, a.chunks); err != nil {
+		t.Fatal(err)
+	}
+	bases := map[string]syncedTree{dest: {id: id1, rec: plan.Record()}}
+	for _, tc := range []struct {
+		name    string
+		delta   transfer.Delta
+		fetched bool
+	}{
+		{"the client's delta from the head's base", transfer.Diff(m1, id1, m2, id2), false},
+		{"a delta from another base", transfer.Diff(m3, id3, m2, id2), true},
+	} {
+		a.manifests = nil
+		blob := api.BlobRef{Digest: id2.String(), Dest: dest, Delta: tc.delta.Encode()}
+		got := a.diffs(ctx, []api.BlobRef{blob}, bases)
+		hd, ok := got[id2.String()]
+		if !ok || hd.d.Base != id1 || hd.d.Result != id2 || len(hd.d.Changed) != 1 { // b
+			t.Errorf("%s: diff %+v, %v; want from %s to %s", tc.name, hd.d, ok, id1, id2)
+		}
+		if fetched := a.manifests[id2] != nil; fetched != tc.fetched {
+			t.Errorf("%s: manifest fetched %v, want %v", tc.name, fetched, tc.fetched)
 		}
 	}
 }

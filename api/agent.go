@@ -124,7 +124,16 @@ type BlobRef struct {
 	// File is true when the manifest describes one file to be placed at
 	// Dest, false when it describes a directory tree merged into Dest.
 	File bool `json:"file,omitempty"`
+	// Delta, when set, is an encoded transfer.Delta to this manifest
+	// from the one the client described the tree as before: a head that
+	// synced that one builds this from it, without fetching it. At most
+	// MaxBlobDelta bytes.
+	Delta []byte `json:"delta,omitempty"`
 }
+
+// MaxBlobDelta bounds BlobRef.Delta: jobs are kept in the replicated
+// log, and a bigger change is synced from the manifest anyway.
+const MaxBlobDelta = 64 << 10
 
 // AgentJob is a job handed by the coordinator to the head agent.
 type AgentJob struct {

@@ -91,6 +91,11 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 			_, err := c.Launch(ctx, api.LaunchRequest{Cluster: "c", Task: task, Blobs: []api.BlobRef{{Digest: strings.Repeat("b", 64), Dest: "~/sky_workdir"}}})
 			return err
 		}, 400, "upload it again"},
+		{"oversized manifest delta", func() error {
+			_, err := c.Launch(ctx, api.LaunchRequest{Cluster: "c", Task: task, Blobs: []api.BlobRef{{Digest: strings.Repeat("b", 64), Dest: "~/sky_workdir",
+				Delta: make([]byte, api.MaxBlobDelta+1)}}})
+			return err
+		}, 400, "send it without one"},
 		{"exec on a missing cluster", func() error {
 			_, err := c.Exec(ctx, "nope", api.ExecRequest{Task: task})
 			return err

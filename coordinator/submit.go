@@ -33,6 +33,9 @@ func (s *Server) checkTask(t *spec.Task, blobs []api.BlobRef) error {
 		if err != nil {
 			return fmt.Errorf("manifest for %s: %v: %w", b.Dest, err, errBadRequest)
 		}
+		if len(b.Delta) > api.MaxBlobDelta {
+			return fmt.Errorf("the manifest delta for %s is %d bytes, more than %d: send it without one: %w", b.Dest, len(b.Delta), api.MaxBlobDelta, errBadRequest)
+		}
 		missing, err := s.chunks.Missing(context.Background(), []transfer.ChunkID{id})
 		if err != nil {
 			return err

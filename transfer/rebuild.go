@@ -56,6 +56,14 @@ func (t *Tree) Snapshot(token string) *Snapshot {
 	return &Snapshot{Token: token, Root: t.root, Manifest: t.Manifest, exclude: t.exclude, encoded: t.encoded}
 }
 
+// ManifestID returns the id of the snapshot's manifest.
+func (s *Snapshot) ManifestID() (ChunkID, error) {
+	if s.encoded != nil {
+		return HashChunk(s.encoded), nil
+	}
+	return s.Manifest.ID()
+}
+
 // snapshotMagic starts a saved Snapshot: magic, token, root, the exclude
 // stamp (a presence byte and five varints), then the manifest's encoding.
 const snapshotMagic = "SKYSNAP1\n"
@@ -106,6 +114,7 @@ func LoadSnapshot(file, root string) *Snapshot {
 	if s.Manifest, err = DecodeManifest(d.data); err != nil {
 		return nil
 	}
+	s.encoded = d.data
 	if r := s.Manifest.Root(); r == nil || r.Type != TypeDir {
 		return nil
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // watcherView lists what a file watcher reports between two states of a
@@ -229,8 +230,15 @@ func TestSnapshotSaveLoad(t *testing.T) {
 	if got == nil {
 		t.Fatal("LoadSnapshot: nil")
 	}
-	if diff := cmp.Diff(snap, got, cmp.AllowUnexported(Snapshot{}, stamp{}, fileStat{})); diff != "" {
+	if diff := cmp.Diff(snap, got, cmp.AllowUnexported(Snapshot{}, stamp{}, fileStat{}), cmpopts.IgnoreFields(Snapshot{}, "encoded")); diff != "" {
 		t.Errorf("loaded (-saved +loaded):\n%s", diff)
+	}
+	want, err := tree.Manifest.ID()
+	mustNo(t, err)
+	for what, s := range map[string]*Snapshot{"taken": snap, "loaded": got, "without its encoding": {Manifest: tree.Manifest}} {
+		if id, err := s.ManifestID(); err != nil || id != want {
+			t.Errorf("%s snapshot: ManifestID %s, %v; want %s", what, id, err, want)
+		}
 	}
 	if LoadSnapshot(file, "/elsewhere") != nil {
 		t.Error("a snapshot of another root loads")

@@ -149,11 +149,11 @@ func uploadFiles(ctx context.Context, c *client.Client, t *spec.Task, mounts boo
 		if err != nil || !st.IsDir() {
 			return nil, &exitError{code: 2, msg: fmt.Sprintf("workdir %q: not a directory (%v); fix `workdir:` in the task file", t.Workdir, errOrNotDir(err))}
 		}
-		digest, err := uploadTree(ctx, c, dir, "workdir")
+		up, err := uploadTree(ctx, c, dir, "workdir")
 		if err != nil {
 			return nil, fmt.Errorf("upload workdir %s: %w", dir, err)
 		}
-		refs = append(refs, api.BlobRef{Digest: digest, Dest: "~/sky_workdir"})
+		refs = append(refs, api.BlobRef{Digest: up.digest, Dest: "~/sky_workdir", Delta: up.delta})
 	}
 	if !mounts {
 		return refs, nil
@@ -170,11 +170,11 @@ func uploadFiles(ctx context.Context, c *client.Client, t *spec.Task, mounts boo
 		if err != nil {
 			return nil, &exitError{code: 2, msg: fmt.Sprintf("file_mounts %q: source %q: %v; fix the path in the task file", fm.Dst, fm.Src, err)}
 		}
-		digest, err := uploadTree(ctx, c, src, fm.Dst)
+		up, err := uploadTree(ctx, c, src, fm.Dst)
 		if err != nil {
 			return nil, fmt.Errorf("upload file_mounts source %s: %w", src, err)
 		}
-		refs = append(refs, api.BlobRef{Digest: digest, Dest: fm.Dst, File: !st.IsDir()})
+		refs = append(refs, api.BlobRef{Digest: up.digest, Dest: fm.Dst, File: !st.IsDir(), Delta: up.delta})
 	}
 	return refs, nil
 }
@@ -186,18 +186,27 @@ func errOrNotDir(err error) error {
 	return errors.New("it is a file")
 }
 
+// uploaded is what uploadTree sent: the manifest's id, and the delta to
+// it from the last description of the tree, when there is a small one.
+type uploaded struct {
+	digest string
+	delta  []byte // an encoded transfer.Delta (api.BlobRef.Delta)
+}
+
 // uploadTree describes a directory (or one file) as a manifest of
 // content-defined chunks and uploads the chunks the coordinator lacks,
 // then the manifest; it returns the manifest's id. Where the watch daemon
 // watches the directory, only the paths it saw change are looked at
 // again, against the last description (a snapshot under
-// $SKY_COORD_HOME/cache). Otherwise every file is, with a stat cache
-// beside the snapshot that spares re-reading unchanged ones. A progress
-// bar shows on a terminal when there is much to send.
-func uploadTree(ctx context.Context, c *client.Client, src, what string) (string, error) {
+// $SKY_COORD_HOME/cache), and the delta from that description comes
+// back too: a head that synced it needs no more. Otherwise every file is
+// read, with a stat cache beside the snapshot that spares re-reading
+// unchanged ones. A progress bar shows on a terminal when there is much to
+// send.
+func uploadTree(ctx context.Context, c *client.Client, src, what string) (uploaded, error) {
 	abs, err := filepath.Abs(src)
 	if err != nil {
-		return "", err
+		return uploaded{}, err
 	}
 	sum := sha256.Sum256([]byte(abs))
 	name := hex.EncodeToString(sum[:8])
@@ -240,7 +249,7 @@ func uploadTree(ctx context.Context, c *client.Client, src, what string) (string
 		tree, id, st, err = transfer.BuildAndUpload(ctx, src, transfer.BuildOptions{Cache: cache, Progress: bar.update}, c.ChunkStore(ctx), uopts)
 	}
 	if err != nil {
-		return "", err
+		return uploaded{}, err
 	}
 	bar.done()
 	how := ""
@@ -259,7 +268,28 @@ func uploadTree(ctx context.Context, c *client.Client, src, what string) (string
 			watch.save(tree, snapPath)
 		}
 	}
-	return id.String(), nil
+	up := uploaded{digest: id.String()}
+	if cache == nil {
+		up.delta = deltaFrom(watch.snap, tree, id)
+	}
+	return up, nil
+}
+
+// deltaFrom encodes the delta from the snapshot's manifest to tree's (id),
+// when it is small enough to send with the job; nil otherwise.
+func deltaFrom(snap *transfer.Snapshot, tree *transfer.Tree, id transfer.ChunkID) []byte {
+	base, err := snap.ManifestID()
+	if err != nil || base == id {
+		return nil
+	}
+	d := transfer.Diff(&snap.Manifest, base, &tree.Manifest, id)
+	if len(d.Changed)+len(d.Removed) > len(tree.Manifest.Entries)/2 {
+		return nil
+	}
+	if enc := d.Encode(); len(enc) <= api.MaxBlobDelta {
+		return enc
+	}
+	return nil
 }
 
 // sizeString is a byte count for people: 8 B, 12.3 KB, 210.1 MB.
@@ -294,14 +324,14 @@ func uploadStorageSources(ctx context.Context, c *client.Client, t *spec.Task) (
 		if fi, err := os.Stat(src); err != nil || !fi.IsDir() {
 			return nil, &exitError{code: 2, msg: fmt.Sprintf("file_mounts %s: source %q must be a directory (%v)", fm.Dst, st.Source, errOrNotDir(err))}
 		}
-		id, err := uploadTree(ctx, c, src, "bucket "+st.Name)
+		up, err := uploadTree(ctx, c, src, "bucket "+st.Name)
 		if err != nil {
 			return nil, fmt.Errorf("upload %s for bucket %s: %w", src, st.Name, err)
 		}
 		if out == nil {
 			out = map[string]string{}
 		}
-		out[st.Name] = id
+		out[st.Name] = up.digest
 	}
 	return out, nil
 }
