@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 
 	"github.com/sky-coord/sky-coord/api"
@@ -137,9 +138,8 @@ func (a *Agent) diffs(ctx context.Context, blobs []api.BlobRef, bases map[string
 		if err != nil || id == base.id {
 			continue
 		}
-		if d, err := transfer.DecodeDelta(b.Delta); err == nil && d.Base == base.id && d.Result == id {
-			n := len(base.rec.Entries()) + len(d.Changed) - len(d.Removed) // about: changed entries may replace
-			out[b.Digest] = headDiff{d: d, entries: n}
+		if d, ok := a.clientDelta(b, base, id); ok {
+			out[b.Digest] = d
 			continue
 		}
 		m, err := a.manifest(ctx, id, sources...)
@@ -150,6 +150,33 @@ func (a *Agent) diffs(ctx context.Context, blobs []api.BlobRef, bases map[string
 		out[b.Digest] = headDiff{d: transfer.Diff(&prev, base.id, m, id), entries: len(m.Entries)}
 	}
 	return out
+}
+
+// clientDelta returns the client's delta for blob b (BlobRef.Delta) when
+// it leads from base, what the head synced there, to the blob's manifest
+// (id): the manifest it builds must have that id, which costs its encoding
+// and hash, not its fetch. A client that got it wrong (a bug) only costs
+// that fetch: the nodes never take a tree for another.
+func (a *Agent) clientDelta(b api.BlobRef, base syncedTree, id transfer.ChunkID) (headDiff, bool) {
+	if len(b.Delta) == 0 {
+		return headDiff{}, false
+	}
+	d, err := transfer.DecodeDelta(b.Delta)
+	if err != nil || d.Base != base.id || d.Result != id {
+		return headDiff{}, false
+	}
+	m, err := d.Apply(base.rec.Entries())
+	if err == nil {
+		var got transfer.ChunkID
+		if got, err = m.ID(); err == nil && got != id {
+			err = fmt.Errorf("it leads to manifest %.12s", got)
+		}
+	}
+	if err != nil {
+		a.log.Warn("the client's manifest delta does not lead to its manifest; fetching the manifest", "dest", b.Dest, "err", err)
+		return headDiff{}, false
+	}
+	return headDiff{d: d, entries: len(m.Entries)}, true
 }
 
 // inlineDeltas encodes the diffs small enough to send the workers inside their

@@ -127,6 +127,7 @@ func TestDiffsTakeTheClientsDelta(t *testing.T) {
 	}{
 		{"the client's delta from the head's base", transfer.Diff(m1, id1, m2, id2), false},
 		{"a delta from another base", transfer.Diff(m3, id3, m2, id2), true},
+		{"a delta that leads elsewhere", transfer.Diff(m1, id1, m3, id2), true},
 	} {
 		a.manifests = nil
 		blob := api.BlobRef{Digest: id2.String(), Dest: dest, Delta: tc.delta.Encode()}

@@ -125,7 +125,8 @@ func TestWorkdirSyncMatchesEveryRank(t *testing.T) {
 	}
 
 	// More at once: a file removed, one added in a new directory, one
-	// changed. The workers build the manifest from the head's delta.
+	// changed. Every node builds the manifest from a delta: the head
+	// from the client's, the workers from the head's.
 	if err := os.Remove(filepath.Join(root, "d4", "sub1", "f4.bin")); err != nil {
 		t.Fatal(err)
 	}
@@ -133,13 +134,16 @@ func TestWorkdirSyncMatchesEveryRank(t *testing.T) {
 	put("new/dir/added.txt", []byte("added"), true)
 	put("d3/sub0/f3.bin", []byte("changed again"), true)
 	resync(true)
-	for r := 1; r < 4; r++ {
+	for r := 0; r < 4; r++ {
 		log, err := os.ReadFile(filepath.Join(cli.Home, "local", "clusters", "sync", fmt.Sprintf("node-%d", r), "home", ".sky-coord-agent", "agent.log"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if n := strings.Count(string(log), "delta=true"); n != 2 {
-			t.Errorf("rank %d: %d of 2 re-syncs built the manifest from the head's delta", r, n)
+			t.Errorf("rank %d: %d of 2 re-syncs built the manifest from a delta", r, n)
+		}
+		if strings.Contains(string(log), "does not lead to its manifest") {
+			t.Errorf("rank %d: the client's delta was wrong", r)
 		}
 	}
 

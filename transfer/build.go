@@ -63,6 +63,22 @@ type Tree struct {
 	chunks    map[ChunkID]chunkLoc // made by index, on first need
 	exclude   stamp                // of .git/info/exclude, before the build (Snapshot)
 	encoded   []byte               // the manifest's encoding, once an upload made it
+	// change: what a Rebuild changed from its snapshot's manifest (Change);
+	// nil for a tree BuildManifest described.
+	change *Delta
+}
+
+// Change returns the delta from the manifest of the snapshot a Rebuild
+// described this tree from (id base, which the caller takes before the
+// Rebuild: it spends the snapshot) to this tree's (id). ok is false for
+// a tree BuildManifest described.
+func (t *Tree) Change(base, id ChunkID) (d Delta, ok bool) {
+	if t.change == nil {
+		return Delta{}, false
+	}
+	d = *t.change
+	d.Base, d.Result = base, id
+	return d, true
 }
 
 // chunkLoc is where a chunk's bytes are: in which entry, at what offset.

@@ -392,6 +392,14 @@ func (r *rebuild) finish(ctx context.Context, opts BuildOptions) (*Tree, error) 
 	}
 	read, readSize := t.Stats.Read, t.Stats.ReadSize
 	changed := t.Manifest.Entries
+	// What differs from the last manifest: the entries described again
+	// that are not as they were, and the paths removed.
+	t.change = &Delta{}
+	for k := range changed {
+		if j := findEntry(r.prev, changed[k].Path); j < 0 || !sameEntry(&r.prev[j], &changed[k]) {
+			t.change.Changed = append(t.change.Changed, changed[k])
+		}
+	}
 	if at, ok := r.inPlace(changed); ok {
 		// The same paths, no directory come or gone: the last manifest
 		// with these entries replaced, which keeps it valid.
@@ -401,7 +409,8 @@ func (r *rebuild) finish(ctx context.Context, opts BuildOptions) (*Tree, error) 
 		t.Manifest = Manifest{Version: ManifestVersion, Entries: r.prev}
 		t.recent = at
 	} else {
-		d := Delta{Removed: r.removed(), Changed: changed}
+		t.change.Removed = r.removed()
+		d := Delta{Removed: t.change.Removed, Changed: changed}
 		m, err := d.Apply(r.prev)
 		if err != nil {
 			return nil, fmt.Errorf("scan %s: %w", t.root, err)
@@ -410,6 +419,9 @@ func (r *rebuild) finish(ctx context.Context, opts BuildOptions) (*Tree, error) 
 		for _, e := range changed {
 			t.recent = append(t.recent, findEntry(m.Entries, e.Path))
 		}
+		// A path removed and described again (a file become a directory)
+		// is only changed.
+		t.change.Removed = slices.DeleteFunc(slices.Clone(t.change.Removed), func(p string) bool { return findEntry(m.Entries, p) >= 0 })
 	}
 	t.Stats = BuildStats{Read: read, ReadSize: readSize}
 	for i := range t.Manifest.Entries {

@@ -122,7 +122,25 @@ func TestRebuildMatchesBuild(t *testing.T) {
 				g.mutate(t, 1+rng.IntN(6))
 				after := treeSnapshot(t, src, skipGit)
 				changed := watcherView(rng, before, after)
+				base := slices.Clone(snap.Manifest.Entries) // Rebuild spends snap
 				got, err := Rebuild(ctx, snap, changed, BuildOptions{Cache: cache})
+				if err == nil {
+					// Its change leads from the last manifest to this one.
+					d, ok := got.Change(ChunkID{}, ChunkID{})
+					if !ok {
+						t.Fatalf("round %d: Rebuild's tree has no change", round)
+					}
+					led, err := d.Apply(base)
+					if err != nil {
+						t.Fatalf("round %d: Rebuild's change does not apply: %v", round, err)
+					}
+					if diff := cmp.Diff(got.Manifest, led); diff != "" {
+						t.Fatalf("round %d: Rebuild's change leads elsewhere (-Rebuild +change):\n%s", round, diff)
+					}
+					if again := Diff(&Manifest{Version: ManifestVersion, Entries: base}, ChunkID{}, &got.Manifest, ChunkID{}); len(again.Changed) != len(d.Changed) || len(again.Removed) != len(d.Removed) {
+						t.Fatalf("round %d: Rebuild's change has %d changed and %d removed, Diff %d and %d", round, len(d.Changed), len(d.Removed), len(again.Changed), len(again.Removed))
+					}
+				}
 				if errors.Is(err, ErrRescan) && rulesChanged(before, after) {
 					rescans++
 					got, err = BuildManifest(ctx, src, BuildOptions{Cache: cache})

@@ -229,7 +229,12 @@ func uploadTree(ctx context.Context, c *client.Client, src, what string) (upload
 	var id transfer.ChunkID
 	var st transfer.UploadStats
 	var cache *transfer.StatCache
+	var base transfer.ChunkID // the snapshot's manifest, which the rebuild spends
+	var baseErr error
 	if watch.incremental() {
+		base, baseErr = watch.snap.ManifestID()
+	}
+	if watch.incremental() && baseErr == nil {
 		// The few changed files are read again without the stat cache
 		// (loading and saving it costs more than reading them), and sent
 		// over HTTP: opening the coordinator's store here reads the
@@ -269,27 +274,12 @@ func uploadTree(ctx context.Context, c *client.Client, src, what string) (upload
 		}
 	}
 	up := uploaded{digest: id.String()}
-	if cache == nil {
-		up.delta = deltaFrom(watch.snap, tree, id)
+	if d, ok := tree.Change(base, id); ok && base != id && len(d.Changed)+len(d.Removed) <= len(tree.Manifest.Entries)/2 {
+		if enc := d.Encode(); len(enc) <= api.MaxBlobDelta {
+			up.delta = enc
+		}
 	}
 	return up, nil
-}
-
-// deltaFrom encodes the delta from the snapshot's manifest to tree's (id),
-// when it is small enough to send with the job; nil otherwise.
-func deltaFrom(snap *transfer.Snapshot, tree *transfer.Tree, id transfer.ChunkID) []byte {
-	base, err := snap.ManifestID()
-	if err != nil || base == id {
-		return nil
-	}
-	d := transfer.Diff(&snap.Manifest, base, &tree.Manifest, id)
-	if len(d.Changed)+len(d.Removed) > len(tree.Manifest.Entries)/2 {
-		return nil
-	}
-	if enc := d.Encode(); len(enc) <= api.MaxBlobDelta {
-		return enc
-	}
-	return nil
 }
 
 // sizeString is a byte count for people: 8 B, 12.3 KB, 210.1 MB.
