@@ -81,6 +81,9 @@ type Agent struct {
 	// to be this node's views, by destination. Both guarded by syncMu.
 	layers map[string]*transfer.Layer
 	views  map[string]mountID
+	// spares are records this node is done with, by destination, whose
+	// memory the next sync there reuses (synced.go). Guarded by syncMu.
+	spares map[string]*transfer.Record
 	// synced is what this node last synced, by destination (synced.go);
 	// manifests are the last few manifests it decoded. treesMu guards
 	// both.

@@ -187,7 +187,11 @@ func (a *Agent) syncAll(j *job) error {
 	// node, the head too, build the manifest from its record and look only
 	// at what changed. (Fetching the manifest for them, the head's own
 	// sync then finds it decoded.)
+	// Under syncMu: another job's sync could otherwise replace a base,
+	// and the next one reuse its memory (keepSpare), while it is read.
+	a.syncMu.Lock()
 	diffs := a.diffs(j.ctx, spec.Blobs, a.syncedBases(spec.Blobs), a.coordinatorSources()...)
+	a.syncMu.Unlock()
 	deltas := inlineDeltas(diffs)
 	headReq := api.NodeSyncRequest{Blobs: spec.Blobs, Mounts: spec.Mounts, MountEnv: spec.MountEnv, Deltas: deltas}
 	var prefetched time.Duration

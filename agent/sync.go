@@ -156,7 +156,9 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 		origins = append(origins, a.chunkSource("http://"+o))
 	}
 	origins = append(origins, a.coordinatorSources()...)
-	m, prev, delta := a.fromDelta(req, ref, id, dest)
+	spare := a.takeSpare(dest) // lent to this sync: its memory is overwritten
+	m, last, delta := a.fromDelta(req, ref, id, dest, spare)
+	prev := last.rec
 	if delta == nil {
 		if m, err = a.manifest(ctx, id, origins...); err != nil {
 			return fmt.Errorf("manifest %.12s for %s: %w", ref.Digest, ref.Dest, err)
@@ -164,11 +166,15 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	}
 	// What this node synced there is known again only once this sync
 	// succeeds.
-	a.setSynced(dest, id, nil)
+	a.setSynced(dest, id, nil, false)
 	var rec *transfer.Record
+	built := false // rec's entries are m's, built from the delta (syncedTree.built)
 	defer func() {
 		if err == nil {
-			a.setSynced(dest, id, rec)
+			a.setSynced(dest, id, rec, built)
+			if last.rec != nil {
+				a.keepSpare(dest, last)
+			}
 		}
 	}()
 	if a.cfg.ChunkDir == "" { // what pruneChunks keeps
@@ -181,7 +187,7 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	sum := sha256.Sum256([]byte(dest))
 	opts := transfer.ApplyOptions{StateFile: filepath.Join(a.cfg.Home, ".sky", "sync-state", hex.EncodeToString(sum[:12])),
 		View: a.viewOf(dest, len(m.Entries)), Record: prev, Validated: true, // decoded, or from a delta: validated
-		Changes: delta}
+		Changes: delta, Reuse: spare}
 	if err := os.MkdirAll(filepath.Dir(opts.StateFile), 0o700); err != nil {
 		return err
 	}
@@ -228,7 +234,7 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", ref.Dest, err)
 	}
-	rec = plan.Record()
+	rec, built = plan.Record(), delta != nil
 	a.log.Info("synced", "dest", ref.Dest, "files", st.Files, "written", st.Written, "written_bytes", st.WrittenBytes,
 		"fetched", fetched.Fetched, "fetched_bytes", fetched.Bytes, "view", opts.View != nil, "delta", delta != nil, "kept_record", prev != nil,
 		"manifest", tManifest.Sub(start), "plan", tPlan.Sub(tManifest),

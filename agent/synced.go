@@ -21,6 +21,13 @@ import (
 type syncedTree struct {
 	id  transfer.ChunkID
 	rec *transfer.Record
+	// built: the record's entries are those of a manifest this node
+	// built from a delta, which nothing else holds. Once replaced, such
+	// a record is a spare: the next sync there builds its manifest, and
+	// keeps its file records, in the spare's memory. A fresh 5,000-entry
+	// manifest cost a re-sync more in page faults and clearing than all
+	// the rest of its work.
+	built bool
 }
 
 // maxInlineDelta bounds a delta sent inside a sync request; a bigger
@@ -36,8 +43,10 @@ func (a *Agent) lastSynced(dest string) (syncedTree, bool) {
 }
 
 // setSynced records what this node synced to dest; a nil record forgets
-// it (the next sync there goes by the state file).
-func (a *Agent) setSynced(dest string, id transfer.ChunkID, rec *transfer.Record) {
+// it (the next sync there goes by the state file). built says the
+// record's entries are a manifest this node built from a delta
+// (syncedTree.built).
+func (a *Agent) setSynced(dest string, id transfer.ChunkID, rec *transfer.Record, built bool) {
 	a.treesMu.Lock()
 	defer a.treesMu.Unlock()
 	if rec == nil {
@@ -47,7 +56,28 @@ func (a *Agent) setSynced(dest string, id transfer.ChunkID, rec *transfer.Record
 	if a.synced == nil {
 		a.synced = make(map[string]syncedTree)
 	}
-	a.synced[dest] = syncedTree{id: id, rec: rec}
+	a.synced[dest] = syncedTree{id: id, rec: rec, built: built}
+}
+
+// takeSpare returns, and forgets, the spare record of dest (see
+// syncedTree.built); nil when there is none. Call it with syncMu held.
+func (a *Agent) takeSpare(dest string) *transfer.Record {
+	r := a.spares[dest]
+	delete(a.spares, dest)
+	return r
+}
+
+// keepSpare keeps the record of dest that a sync replaced, when it is a
+// spare. Call it with syncMu held: only syncs, which hold it, and the
+// head's diffs, which take it, read records.
+func (a *Agent) keepSpare(dest string, replaced syncedTree) {
+	if !replaced.built {
+		return
+	}
+	if a.spares == nil {
+		a.spares = make(map[string]*transfer.Record)
+	}
+	a.spares[dest] = replaced.rec
 }
 
 // manifest returns manifest id, decoded, from the node's recent ones or
@@ -76,27 +106,32 @@ func (a *Agent) manifest(ctx context.Context, id transfer.ChunkID, sources ...tr
 }
 
 // fromDelta builds manifest id from the delta the head sent, when this
-// node last synced dest from the delta's base, and returns the delta too
-// (for ApplyOptions.Changes); d is nil otherwise.
-func (a *Agent) fromDelta(req api.NodeSyncRequest, ref api.BlobRef, id transfer.ChunkID, dest string) (m *transfer.Manifest, prev *transfer.Record, d *transfer.Delta) {
+// node last synced dest from the delta's base, in spare's memory (nil for
+// none); it returns the delta too (for ApplyOptions.Changes), and d is nil
+// otherwise. last is what this node last synced there, when found.
+func (a *Agent) fromDelta(req api.NodeSyncRequest, ref api.BlobRef, id transfer.ChunkID, dest string, spare *transfer.Record) (m *transfer.Manifest, last syncedTree, d *transfer.Delta) {
 	last, found := a.lastSynced(dest)
 	if !found {
-		return nil, nil, nil
+		return nil, last, nil
 	}
 	data := req.Deltas[ref.Digest]
 	if data == nil {
-		return nil, last.rec, nil
+		return nil, last, nil
 	}
 	decoded, err := transfer.DecodeDelta(data)
 	if err != nil || decoded.Base != last.id || decoded.Result != id {
-		return nil, last.rec, nil
+		return nil, last, nil
 	}
-	built, err := decoded.Apply(last.rec.Entries())
+	var buf []transfer.Entry
+	if spare != nil {
+		buf = spare.Entries()
+	}
+	built, err := decoded.ApplyInto(last.rec.Entries(), buf)
 	if err != nil {
 		a.log.Warn("a manifest delta from the head did not apply; fetching the manifest", "dest", ref.Dest, "err", err)
-		return nil, last.rec, nil
+		return nil, last, nil
 	}
-	return &built, last.rec, &decoded
+	return &built, last, &decoded
 }
 
 // blobDest is where blob b goes on this node, and, for a file mount

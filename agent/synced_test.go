@@ -61,13 +61,13 @@ func TestFromDeltaOnlyFromTheSameBase(t *testing.T) {
 	ref := api.BlobRef{Dest: "~/sky_workdir", Digest: id2.String()}
 	req := api.NodeSyncRequest{Deltas: map[string][]byte{id2.String(): d12.Encode()}}
 
-	if _, _, d := a.fromDelta(req, ref, id2, dest); d != nil {
+	if _, _, d := a.fromDelta(req, ref, id2, dest, nil); d != nil {
 		t.Error("a node that synced nothing there used a delta")
 	}
-	a.setSynced(dest, id1, plan.Record())
-	m, prev, d := a.fromDelta(req, ref, id2, dest)
-	if d == nil || prev != plan.Record() {
-		t.Fatalf("delta from the base the node synced: used %v, record kept %v", d != nil, prev != nil)
+	a.setSynced(dest, id1, plan.Record(), false)
+	m, last, d := a.fromDelta(req, ref, id2, dest, nil)
+	if d == nil || last.rec != plan.Record() {
+		t.Fatalf("delta from the base the node synced: used %v, record kept %v", d != nil, last.rec != nil)
 	}
 	if got, _ := m.ID(); got != id2 {
 		t.Errorf("manifest built from the delta has id %s, want %s", got, id2)
@@ -78,8 +78,8 @@ func TestFromDeltaOnlyFromTheSameBase(t *testing.T) {
 		"a delta leading to another result": {Deltas: map[string][]byte{id2.String(): d13.Encode()}},
 		"a damaged delta":                   {Deltas: map[string][]byte{id2.String(): []byte("SKYDELTA1\nshort")}},
 	} {
-		if _, prev, d := a.fromDelta(req, ref, id2, dest); d != nil || prev != plan.Record() {
-			t.Errorf("%s: used %v, record kept %v; want the manifest fetched and the record kept", name, d != nil, prev != nil)
+		if _, last, d := a.fromDelta(req, ref, id2, dest, nil); d != nil || last.rec != plan.Record() {
+			t.Errorf("%s: used %v, record kept %v; want the manifest fetched and the record kept", name, d != nil, last.rec != nil)
 		}
 	}
 }

@@ -51,6 +51,11 @@ type ApplyOptions struct {
 	// layer holds, and the directories above them: a re-sync costs in
 	// proportion to what changed, on the node and in the source.
 	Changes *Delta
+	// Reuse is a record of this destination the caller is done with (not
+	// Record): a sparse apply keeps the new record's file records in its
+	// memory. (Its entries are the caller's, to pass to Delta.ApplyInto
+	// when they were built that way.)
+	Reuse *Record
 }
 
 // Record is what Apply knows of a destination after applying a manifest

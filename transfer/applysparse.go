@@ -162,7 +162,11 @@ func (a *applier) goneSparse() []int {
 // merge; those it looked at are what it found or wrote.
 func (a *applier) saveSparse() error {
 	d, prev := a.opts.Changes, a.prev
-	recs := mergeRecords(prev.entries, prev.recs, d.Removed, d.Changed)
+	var buf []fileRecord
+	if r := a.opts.Reuse; r != nil && r.st != prev {
+		buf = r.st.recs
+	}
+	recs := mergeRecords(prev.entries, prev.recs, d.Removed, d.Changed, buf)
 	next := &applyState{dst: prev.dst, entries: a.m.Entries, recs: recs}
 	var changed []int
 	for _, i := range a.look {

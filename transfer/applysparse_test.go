@@ -83,6 +83,8 @@ func sparseVersusFull(t *testing.T, seed uint64) (rounds, usedSparse int) {
 	lower, err := LayerFrom(sparse, rec)
 	mustNo(t, err)
 	view := &viewSim{base: statTree(t, sparse), once: map[string]bool{}}
+	var spare *Record // done with, its entries built by the test
+	owned := false    // rec's entries were built by the test
 
 	rounds = 6
 	for round := range rounds {
@@ -107,11 +109,21 @@ func sparseVersusFull(t *testing.T, seed uint64) (rounds, usedSparse int) {
 
 		prev := Manifest{Version: ManifestVersion, Entries: rec.Entries()}
 		d := Diff(&prev, recID, m, id)
-		built, err := d.Apply(rec.Entries())
+		// As an agent does, the record before last (when the test built
+		// its entries) lends its memory to this one.
+		var buf []Entry
+		if spare != nil {
+			buf = spare.Entries()
+		}
+		built, err := d.ApplyInto(rec.Entries(), buf)
 		mustNo(t, err)
+		if cap(buf) >= len(rec.Entries())+len(d.Changed) && &built.Entries[0] != &buf[:1][0] {
+			t.Fatalf("round %d: ApplyInto did not build in the memory it was lent", round)
+		}
 		upper, hiding := view.layer(t, sparse)
-		opts := ApplyOptions{StateFile: sparseState, Record: rec, Validated: true, Changes: &d,
+		opts := ApplyOptions{StateFile: sparseState, Record: rec, Validated: true, Changes: &d, Reuse: spare,
 			View: &View{Lower: lower, Upper: upper, Hiding: hiding}}
+		spare = nil
 		var stSparse ApplyStats
 		p, errSparse := PlanApply(&built, sparse, opts)
 		if errSparse == nil {
@@ -146,7 +158,7 @@ func sparseVersusFull(t *testing.T, seed uint64) (rounds, usedSparse int) {
 			_, err = p.Apply(ctx, store)
 			mustNo(t, err)
 			view.observe(t, sparse)
-			rec, recID = p.Record(), id
+			rec, recID, owned = p.Record(), id, false
 			continue
 		}
 		if diff := cmp.Diff(timesOfSource(m, treeSnapshot(t, full, nil)), timesOfSource(m, treeSnapshot(t, sparse, nil))); diff != "" {
@@ -155,7 +167,10 @@ func sparseVersusFull(t *testing.T, seed uint64) (rounds, usedSparse int) {
 		if stFull != stSparse {
 			t.Fatalf("round %d: stats differ: full %+v, sparse %+v", round, stFull, stSparse)
 		}
-		rec, recID = p.Record(), id
+		if owned {
+			spare = rec
+		}
+		rec, recID, owned = p.Record(), id, true
 		abs, _ := filepath.Abs(sparse)
 		onDisk := loadState(sparseState, abs)
 		if diff := cmp.Diff(rec.st.entries, onDisk.entries); diff != "" {

@@ -187,9 +187,12 @@ func mergeEntries(entries []Entry, recs []fileRecord, removed []string, changed 
 }
 
 // mergeRecords is mergeEntries for the records alone, a changed entry's
-// record left zero.
-func mergeRecords(entries []Entry, recs []fileRecord, removed []string, changed []Entry) []fileRecord {
-	out := make([]fileRecord, 0, len(entries)+len(changed))
+// record left zero, in buf's memory when it has room.
+func mergeRecords(entries []Entry, recs []fileRecord, removed []string, changed []Entry, buf []fileRecord) []fileRecord {
+	out := buf[:0]
+	if cap(buf) < len(entries)+len(changed) {
+		out = make([]fileRecord, 0, len(entries)+len(changed))
+	}
 	mergeRuns(entries, removed, changed, func(lo, hi int) {
 		out = append(out, recs[lo:hi]...)
 	}, func(int) {

@@ -80,10 +80,28 @@ func DecodeDelta(data []byte) (Delta, error) {
 // but only where the delta touches it: its cost is in the size of the
 // change. It shares base's entries.
 func (d *Delta) Apply(base []Entry) (Manifest, error) {
+	return d.ApplyInto(base, nil)
+}
+
+// ApplyInto is Apply building the result in buf's memory when it has room
+// (a caller re-syncing again and again reuses the entries of a manifest
+// it is done with): a fresh result costs more than the copy, in page
+// faults and clearing. buf must not be base, nor be used elsewhere.
+func (d *Delta) ApplyInto(base, buf []Entry) (Manifest, error) {
 	if !slices.IsSortedFunc(d.Removed, comparePaths) || !pathsAscend(d.Changed) {
 		return Manifest{}, fmt.Errorf("%w: delta's paths are not sorted", ErrBadManifest)
 	}
-	entries, _ := mergeEntries(base, nil, d.Removed, d.Changed, nil)
+	n := len(base) + len(d.Changed)
+	if cap(buf) < n {
+		buf = make([]Entry, 0, n)
+	}
+	var entries []Entry
+	mergeRuns(base, d.Removed, d.Changed, func(lo, hi int) {
+		entries = append(buf[:len(entries)], base[lo:hi]...)
+	}, func(c int) {
+		entries = append(buf[:len(entries)], d.Changed[c])
+	})
+	clear(buf[len(entries):cap(buf)]) // what else it held is not kept alive
 	m := Manifest{Version: ManifestVersion, Entries: entries}
 	if err := d.validate(entries); err != nil {
 		return Manifest{}, err
