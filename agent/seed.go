@@ -80,6 +80,14 @@ func (a *Agent) seedTree(ctx context.Context, id transfer.ChunkID, m *transfer.M
 		_ = os.RemoveAll(base) // best effort: nothing was mounted
 		return false, nil, nil
 	}
+	if stamp, ok := mountStamp(dest); ok {
+		// This is the view just mounted: viewOf need not read the mount
+		// table to know it.
+		if a.views == nil {
+			a.views = make(map[string]mountID)
+		}
+		a.views[dest] = stamp
+	}
 	mountRec, _ := json.Marshal(seedRecord{Dest: dest, Lower: lower})
 	if err := os.WriteFile(filepath.Join(base, "mount.json"), mountRec, 0o600); err != nil {
 		return true, nil, err

@@ -32,6 +32,29 @@ func (a *Agent) handleSync(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// spareLater puts memory for n entries aside for the next re-sync of
+// dest, when no spent record can lend it: soon, but not while this sync's
+// peers still work (nodes of a machine share its cores), and only if no
+// record became the spare meanwhile.
+func (a *Agent) spareLater(dest string, n int) {
+	time.AfterFunc(spareDelay, func() {
+		r := transfer.SpareRecord(n)
+		a.syncMu.Lock()
+		defer a.syncMu.Unlock()
+		if a.spares[dest] == nil {
+			a.keepSpare(dest, syncedTree{rec: r, built: true})
+		}
+	})
+}
+
+// spareDelay is how long after a sync spareLater waits.
+const spareDelay = time.Second
+
+// maxFreshSpare bounds the trees, in entries, for which a node keeps
+// memory aside for the next re-sync when no spent record can lend it
+// (about 120 bytes an entry).
+const maxFreshSpare = 100_000
+
 // syncBlobs makes sure ~/sky_workdir exists, then brings each manifest's
 // tree into place, parents before children (so a file mount inside the
 // workdir survives the workdir's update).
@@ -175,6 +198,9 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 			if last.rec != nil {
 				a.keepSpare(dest, last)
 			}
+			if a.spares[dest] == nil && len(m.Entries) <= maxFreshSpare {
+				a.spareLater(dest, len(m.Entries)+64)
+			}
 		}
 	}()
 	if a.cfg.ChunkDir == "" { // what pruneChunks keeps
@@ -188,6 +214,7 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	opts := transfer.ApplyOptions{StateFile: filepath.Join(a.cfg.Home, ".sky", "sync-state", hex.EncodeToString(sum[:12])),
 		View: a.viewOf(dest, len(m.Entries)), Record: prev, Validated: true, // decoded, or from a delta: validated
 		Changes: delta, Reuse: spare}
+	tView := time.Now()
 	if err := os.MkdirAll(filepath.Dir(opts.StateFile), 0o700); err != nil {
 		return err
 	}
@@ -237,7 +264,7 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	rec, built = plan.Record(), delta != nil
 	a.log.Info("synced", "dest", ref.Dest, "files", st.Files, "written", st.Written, "written_bytes", st.WrittenBytes,
 		"fetched", fetched.Fetched, "fetched_bytes", fetched.Bytes, "view", opts.View != nil, "delta", delta != nil, "kept_record", prev != nil,
-		"manifest", tManifest.Sub(start), "plan", tPlan.Sub(tManifest),
+		"manifest", tManifest.Sub(start), "view", tView.Sub(tManifest), "plan", tPlan.Sub(tView),
 		"fetch", tFetch.Sub(tPlan), "apply", time.Since(tFetch))
 	return nil
 }

@@ -201,3 +201,18 @@ func (a *applier) saveSparse() error {
 	a.next = next
 	return nil
 }
+
+// SpareRecord returns an empty record holding memory for n entries and
+// their file records, touched already, to lend to the next re-sync of a
+// destination (Delta.ApplyInto, ApplyOptions.Reuse) when no spent record
+// is at hand: a re-sync then faults in no fresh memory.
+func SpareRecord(n int) *Record {
+	st := &applyState{entries: make([]Entry, n), recs: make([]fileRecord, n)}
+	// Fresh memory from the system is not even cleared: write to every
+	// page, so that it is the system's no longer.
+	for i := 0; i < n; i += 16 {
+		st.entries[i].Size, st.recs[i].size = 0, 0
+	}
+	st.entries, st.recs = st.entries[:0], st.recs[:0]
+	return &Record{st: st}
+}

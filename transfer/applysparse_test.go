@@ -399,3 +399,19 @@ func TestSparseApplyRestoresAFileOnlyItsViewHeld(t *testing.T) {
 		t.Fatalf("new.txt after the third sync: %q, %v; want it put back", data, err)
 	}
 }
+
+// A spare record lends memory for as many entries as asked, and holds
+// none.
+func TestSpareRecord(t *testing.T) {
+	t.Parallel()
+	r := SpareRecord(1000)
+	if len(r.Entries()) != 0 || cap(r.Entries()) != 1000 || len(r.st.recs) != 0 || cap(r.st.recs) != 1000 {
+		t.Fatalf("spare: %d/%d entries, %d/%d records; want 0/1000 of each", len(r.Entries()), cap(r.Entries()), len(r.st.recs), cap(r.st.recs))
+	}
+	d := Delta{Changed: []Entry{{Path: "a", Type: TypeFile, Mode: 0o644}}}
+	m, err := d.ApplyInto([]Entry{{Path: RootPath, Type: TypeDir, Mode: 0o755}}, r.Entries())
+	mustNo(t, err)
+	if len(m.Entries) != 2 || &m.Entries[0] != &r.Entries()[:1][0] {
+		t.Fatal("ApplyInto did not build in the spare's memory")
+	}
+}
