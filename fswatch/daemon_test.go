@@ -94,9 +94,7 @@ func TestRenamedDirectory(t *testing.T) {
 	tok = d.wantPaths(t, root, tok, "e/x/y/f")
 	writeFile(t, root, "e/x/g", "new")
 	d.wantPaths(t, root, tok, "e/x", "e/x/g")
-	if diff := cmp.Diff(map[string]bool{".": true, "e": true, "e/x": true, "e/x/y": true}, d.watched(root)); diff != "" {
-		t.Errorf("watched directories (-want +got):\n%s", diff)
-	}
+	d.wantWatched(t, root, ".", "e", "e/x", "e/x/y")
 }
 
 func TestDirectoryMovedInAndOut(t *testing.T) {
@@ -146,9 +144,7 @@ func TestGitDirectoriesIgnored(t *testing.T) {
 	writeFile(t, root, "new/.git/config", "y")
 	writeFile(t, root, "sub/f", "y")
 	d.wantPaths(t, root, tok, ".", "new", "sub", "sub/f")
-	if diff := cmp.Diff(map[string]bool{".": true, "sub": true, "new": true}, d.watched(root)); diff != "" {
-		t.Errorf("watched directories (-want +got):\n%s", diff)
-	}
+	d.wantWatched(t, root, ".", "sub", "new")
 }
 
 func TestSymlinksNotFollowed(t *testing.T) {
@@ -162,9 +158,7 @@ func TestSymlinksNotFollowed(t *testing.T) {
 	writeFile(t, outside, "sub/f", "y")
 	writeFile(t, outside, "g", "y")
 	d.wantPaths(t, root, tok, ".", "ln2")
-	if diff := cmp.Diff(map[string]bool{".": true}, d.watched(root)); diff != "" {
-		t.Errorf("watched directories (-want +got):\n%s", diff)
-	}
+	d.wantWatched(t, root, ".")
 }
 
 func TestNestedRoots(t *testing.T) {

@@ -152,6 +152,19 @@ func (d *testDaemon) watched(root string) map[string]bool {
 	return out
 }
 
+// wantWatched fails the test unless the directories watched under root
+// are exactly dirs (relative to root, "." for root itself).
+func (d *testDaemon) wantWatched(t *testing.T, root string, dirs ...string) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, dir := range dirs {
+		want[dir] = true
+	}
+	if diff := cmp.Diff(want, d.watched(root)); diff != "" {
+		t.Errorf("watched directories (-want +got):\n%s", diff)
+	}
+}
+
 // must fails the test on err.
 func must(t *testing.T, err error) {
 	t.Helper()
