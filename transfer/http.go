@@ -10,6 +10,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
+	"sync"
+	"unsafe"
 )
 
 // The chunk protocol, relative to where ChunkHandler is mounted:
@@ -90,7 +93,8 @@ func (h *chunkHandler) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *chunkHandler) missing(w http.ResponseWriter, r *http.Request) {
-	ids, err := readIDs(r.Body)
+	ids, release, err := pooledIDs(r.Body)
+	defer release()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -109,7 +113,8 @@ func (h *chunkHandler) missing(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *chunkHandler) getMany(w http.ResponseWriter, r *http.Request) {
-	ids, err := readIDs(r.Body)
+	ids, release, err := pooledIDs(r.Body)
+	defer release()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -209,7 +214,15 @@ func (h *chunkHandler) putMany(w http.ResponseWriter, r *http.Request) {
 // readPutStream stores the chunks of an upload stream with put. On error
 // it returns the status to answer with, or 0 for a store error.
 func (h *chunkHandler) readPutStream(r *http.Request, put func(context.Context, ChunkID, io.Reader) error) (int, error) {
-	br := bufio.NewReaderSize(r.Body, 256<<10)
+	br, ok := putReaders.Get().(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(nil, putReaderSize)
+	}
+	br.Reset(r.Body)
+	defer func() {
+		br.Reset(nil)
+		putReaders.Put(br)
+	}()
 	for {
 		id, size, end, err := readFrameHeader(br)
 		if err != nil {
@@ -251,23 +264,72 @@ func httpStoreError(w http.ResponseWriter, err error) {
 	}
 }
 
-// readIDs reads a body of raw 32-byte ids.
-func readIDs(r io.Reader) ([]ChunkID, error) {
-	data, err := readAllLimit(r, maxIDsPerCall*32)
-	if err != nil {
-		return nil, fmt.Errorf("read chunk ids: %w", err)
+// readIDs reads a body of raw 32-byte ids, into buf's memory while it
+// lasts: straight into the ids, without a copy of the body.
+func readIDs(r io.Reader, buf []ChunkID) ([]ChunkID, error) {
+	ids := buf[:cap(buf)]
+	if len(ids) == 0 {
+		ids = make([]ChunkID, 64)
 	}
-	if len(data)%32 != 0 {
-		return nil, fmt.Errorf("read chunk ids: %d bytes is not a whole number of 32-byte ids", len(data))
+	n := 0 // bytes read
+	for {
+		if n == len(ids)*len(ChunkID{}) {
+			if len(ids) >= maxIDsPerCall {
+				var one [1]byte
+				if k, _ := io.ReadFull(r, one[:]); k > 0 {
+					return nil, fmt.Errorf("read chunk ids: more than %d in one call", maxIDsPerCall)
+				}
+				break
+			}
+			ids = append(ids, make([]ChunkID, min(len(ids), maxIDsPerCall-len(ids)))...)
+			ids = ids[:cap(ids)]
+		}
+		b := unsafe.Slice(&ids[0][0], len(ids)*len(ChunkID{}))
+		k, err := r.Read(b[n:])
+		n += k
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read chunk ids: %w", err)
+		}
 	}
-	ids := make([]ChunkID, len(data)/32)
-	for i := range ids {
-		copy(ids[i][:], data[i*32:])
+	if n%len(ChunkID{}) != 0 {
+		return nil, fmt.Errorf("read chunk ids: %d bytes is not a whole number of 32-byte ids", n)
 	}
-	return ids, nil
+	return ids[:n/len(ChunkID{})], nil
+}
+
+// Buffers a server reuses across requests: they are large, and fresh
+// memory costs a page fault per page.
+var (
+	idBuffers  sync.Pool // *[]ChunkID, for readIDs
+	putReaders sync.Pool // *bufio.Reader of putReaderSize, for upload streams
+)
+
+const (
+	putReaderSize = 256 << 10
+	maxPooledIDs  = 64 << 10 // a larger buffer is left to the collector
+)
+
+// pooledIDs reads ids with a buffer from the pool; release gives it back
+// once the ids are no longer used.
+func pooledIDs(r io.Reader) (ids []ChunkID, release func(), err error) {
+	var buf []ChunkID
+	if p, ok := idBuffers.Get().(*[]ChunkID); ok {
+		buf = *p
+	}
+	ids, err = readIDs(r, buf)
+	return ids, func() {
+		if cap(ids) <= maxPooledIDs {
+			b := ids[:0]
+			idBuffers.Put(&b)
+		}
+	}, err
 }
 
 func appendIDs(b []byte, ids []ChunkID) []byte {
+	b = slices.Grow(b, len(ids)*len(ChunkID{}))
 	for _, id := range ids {
 		b = append(b, id[:]...)
 	}

@@ -7,8 +7,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func serveStore(t *testing.T, s ChunkStore, opts HandlerOptions) *HTTPStore {
@@ -109,5 +111,38 @@ func TestHTTPGetManyWaitsForExpectedChunks(t *testing.T) {
 	mustNo(t, disk.Put(ctx, id, bytes.NewReader(data)))
 	if n := <-done; n != 1 {
 		t.Fatalf("GetMany got %d chunks, want the one that arrived while it waited", n)
+	}
+}
+
+func TestReadIDs(t *testing.T) {
+	t.Parallel()
+	var ids []ChunkID
+	for i := range 3000 {
+		ids = append(ids, HashChunk([]byte{byte(i), byte(i >> 8)}))
+	}
+	body := appendIDs(nil, ids)
+	for _, c := range []struct {
+		name string
+		buf  []ChunkID
+		r    io.Reader
+	}{
+		{"no buffer", nil, bytes.NewReader(body)},
+		{"a small buffer", make([]ChunkID, 0, 5), bytes.NewReader(body)},
+		{"a large buffer", make([]ChunkID, 0, 5000), bytes.NewReader(body)},
+		{"a byte at a time", nil, iotest.OneByteReader(bytes.NewReader(body))},
+	} {
+		got, err := readIDs(c.r, c.buf)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !slices.Equal(got, ids) {
+			t.Errorf("%s: read %d ids, not the %d sent", c.name, len(got), len(ids))
+		}
+	}
+	if got, err := readIDs(bytes.NewReader(nil), nil); err != nil || len(got) != 0 {
+		t.Errorf("an empty body: %d ids, %v", len(got), err)
+	}
+	if _, err := readIDs(bytes.NewReader(body[:len(body)-1]), nil); err == nil || !strings.Contains(err.Error(), "whole number") {
+		t.Errorf("a cut body: %v, want an error", err)
 	}
 }

@@ -83,7 +83,7 @@ func (h *HTTPStore) Missing(ctx context.Context, ids []ChunkID) ([]ChunkID, erro
 			resp.Body.Close()
 			return nil, err
 		}
-		more, err := readIDs(resp.Body)
+		more, err := readIDs(resp.Body, nil)
 		resp.Body.Close()
 		if err != nil {
 			return nil, fmt.Errorf("ask %s for missing chunks: %w", h.base, err)

@@ -60,7 +60,6 @@ func buildAndUpload(ctx context.Context, build func(BuildOptions) (*Tree, error)
 	id, st, err := uploadEncoded(ctx, &tree.Manifest, data, tree, dst, final)
 	st.Chunks += chunks
 	st.Bytes += bytes
-	st.Present = max(0, st.Present-chunks)
 	return tree, id, st, err
 }
 
@@ -96,6 +95,7 @@ type earlySender struct {
 	seen     map[ChunkID]bool
 	pending  []earlyChunk
 	pendSize int64
+	flushed  bool // a batch was sent before close
 }
 
 const (
@@ -148,10 +148,15 @@ func (es *earlySender) run() {
 			es.pendSize += c.ref.Size
 			if len(es.pending) >= earlyBatchChunks || es.pendSize >= earlyBatchBytes {
 				es.flush()
+				es.flushed = true
 			}
 		}
 	}
-	es.flush()
+	// What never filled a batch (a re-sync's few changed chunks) goes
+	// with the closing upload, in its round trips rather than two more.
+	if es.flushed {
+		es.flush()
+	}
 	es.wg.Wait()
 }
 
