@@ -21,6 +21,7 @@ import (
 
 // Client talks to one coordinator.
 type Client struct {
+	addr  string
 	base  string
 	token string
 	http  *http.Client
@@ -30,8 +31,12 @@ type Client struct {
 func New(addr, token string) *Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil // the coordinator is reached directly
-	return &Client{base: "http://" + addr, token: token, http: &http.Client{Transport: tr}}
+	return &Client{addr: addr, base: "http://" + addr, token: token, http: &http.Client{Transport: tr}}
 }
+
+// Credentials returns what another process of the same user needs to
+// reach the coordinator as this client does: its address and token.
+func (c *Client) Credentials() (addr, token string) { return c.addr, c.token }
 
 // Error is a non-2xx answer from the coordinator.
 type Error struct {

@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -65,6 +66,10 @@ type Daemon struct {
 	readerDone chan struct{} // closed when readEvents returns
 	closeOnce  sync.Once
 	closeErr   error
+	// What keeps Serve from stopping for idleness: queries in flight,
+	// and when the last one ended (unix nanoseconds).
+	inFlight  atomic.Int64
+	lastQuery atomic.Int64
 
 	mu       sync.Mutex
 	n        notifier // nil when broken
@@ -181,6 +186,18 @@ func (d *Daemon) watchStateDir() error {
 	d.attach(d.stateDir, wd, id)
 	d.stateID = id
 	return nil
+}
+
+// Query answers, in this process, what changed under root since the
+// token since, as a query on the socket would; it counts as one for
+// IdleTimeout.
+func (d *Daemon) Query(ctx context.Context, root, since string) (Changes, error) {
+	d.inFlight.Add(1)
+	defer func() {
+		d.lastQuery.Store(time.Now().UnixNano())
+		d.inFlight.Add(-1)
+	}()
+	return d.query(ctx, root, since)
 }
 
 // query answers what changed under root since the token since.

@@ -26,13 +26,12 @@ func (d *Daemon) Serve(ctx context.Context, l net.Listener) error {
 		stop      = make(chan struct{})
 		stopOnce  sync.Once
 		stopping  atomic.Bool
-		inFlight  atomic.Int64
-		lastQuery atomic.Int64 // unix nanoseconds
 		conns     sync.WaitGroup
 		acceptErr = make(chan struct{})
 		watcher   = make(chan struct{})
 	)
 	requestStop := func() { stopOnce.Do(func() { close(stop) }) }
+	inFlight, lastQuery := &d.inFlight, &d.lastQuery
 	lastQuery.Store(time.Now().UnixNano())
 	go func() {
 		defer close(watcher)
