@@ -257,6 +257,7 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 			"manifest", tManifest.Sub(start), "plan", tPlan.Sub(tManifest), "fetch", tFetch.Sub(tPlan), "mount", time.Since(tFetch))
 		return nil
 	}
+	tSeed := time.Now()
 	st, err := plan.Apply(ctx, a.chunks)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", ref.Dest, err)
@@ -265,7 +266,7 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	a.log.Info("synced", "dest", ref.Dest, "files", st.Files, "written", st.Written, "written_bytes", st.WrittenBytes,
 		"fetched", fetched.Fetched, "fetched_bytes", fetched.Bytes, "view", opts.View != nil, "delta", delta != nil, "kept_record", prev != nil,
 		"manifest", tManifest.Sub(start), "view", tView.Sub(tManifest), "plan", tPlan.Sub(tView),
-		"fetch", tFetch.Sub(tPlan), "apply", time.Since(tFetch))
+		"fetch", tFetch.Sub(tPlan), "seed", tSeed.Sub(tFetch), "apply", time.Since(tSeed))
 	return nil
 }
 
