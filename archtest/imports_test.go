@@ -24,7 +24,9 @@ const mod = "github.com/sky-coord/sky-coord/"
 // client) are stdlib-only L0
 // packages, and fswatch (the per-user daemon that tells `sky-coord exec`
 // which workdir paths changed since its last sync) is an L0 package on the
-// standard library and golang.org/x/sys; bootstrap and providers/* may use
+// standard library and golang.org/x/sys; workdir (the same daemon's
+// uploads of workdirs from the descriptions it holds) joins fswatch to
+// transfer and the client; bootstrap and providers/* may use
 // api for the agent's wire types; providers/* may use catalog (what
 // providers may) for the offers they make beside the catalogs (the local
 // machine, ssh pools).
@@ -45,6 +47,7 @@ var allowed = map[string][]string{
 	"agent":             {"api", "spec", "mounts", "transfer", "procscan", "ptystream"},
 	"coordinator":       {"coordinator/fsm", "coordinator/state", "api", "spec", "catalog", "providers", "bootstrap", "ptystream", "transfer", "mounts"},
 	"client":            {"api", "spec", "ptystream", "transfer"},
+	"workdir":           {"api", "client", "fswatch", "transfer"},
 }
 
 // pure packages may not reach a clock, randomness, the network or files.

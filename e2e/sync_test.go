@@ -113,6 +113,9 @@ func TestWorkdirSyncMatchesEveryRank(t *testing.T) {
 		if got := strings.Contains(res.Stderr, "changed since the last sync"); got != watched {
 			t.Errorf("the re-sync used the watcher's changes: %v, want %v; it said:\n%s", got, watched, res.Stderr)
 		}
+		if strings.Contains(res.Stderr, "could not upload") {
+			t.Errorf("the watch daemon failed an upload:\n%s", res.Stderr)
+		}
 	}
 
 	put("d3/sub0/f3.bin", []byte("changed"), true)
@@ -158,6 +161,13 @@ func TestWorkdirSyncMatchesEveryRank(t *testing.T) {
 	resync(false)
 	put("d0/sub0/late.txt", []byte("after the rescan"), true)
 	resync(true)
+	// The watch daemon made the watched re-syncs from the description it
+	// holds; after the rescan, from the snapshot the CLI saved.
+	if log, err := os.ReadFile(filepath.Join(cli.Home, "watch.log")); err != nil {
+		t.Error(err)
+	} else if n := strings.Count(string(log), "msg=uploaded component=workdir"); n != 3 {
+		t.Errorf("the watch daemon made %d of the 3 watched re-syncs; its log:\n%s", n, log)
+	}
 
 	// `server stop` stops the watcher too.
 	if res := cli.Run("server", "stop"); res.Code != 0 {
@@ -165,5 +175,8 @@ func TestWorkdirSyncMatchesEveryRank(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cli.Home, "watch.sock")); !os.IsNotExist(err) {
 		t.Errorf("the watcher's socket is still there after server stop: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(cli.Home, "workdir.sock")); !os.IsNotExist(err) {
+		t.Errorf("the workdir socket is still there after server stop: %v", err)
 	}
 }

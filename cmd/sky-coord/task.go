@@ -18,6 +18,7 @@ import (
 	"github.com/sky-coord/sky-coord/client"
 	"github.com/sky-coord/sky-coord/spec"
 	"github.com/sky-coord/sky-coord/transfer"
+	"github.com/sky-coord/sky-coord/workdir"
 )
 
 // exitError carries a process exit code to main.
@@ -199,7 +200,9 @@ type uploaded struct {
 // watches the directory, only the paths it saw change are looked at
 // again, against the last description (a snapshot under
 // $SKY_COORD_HOME/cache), and the delta from that description comes
-// back too: a head that synced it needs no more. Otherwise every file is
+// back too: a head that synced it needs no more. The daemon does that
+// itself from the description it holds (package workdir) when it can;
+// else this process does. Otherwise every file is
 // read, with a stat cache beside the snapshot that spares re-reading
 // unchanged ones. A progress bar shows on a terminal when there is much to
 // send.
@@ -216,14 +219,36 @@ func uploadTree(ctx context.Context, c *client.Client, src, what string) (upload
 	// collector at its default pace would run many times for nothing.
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	start := time.Now()
-	var watch treeWatch
-	if root, err := filepath.EvalSymlinks(abs); err == nil {
-		if fi, err := os.Stat(root); err == nil && fi.IsDir() {
-			watch = watchTree(ctx, root, snapPath)
-		}
-	}
 	bar := newSyncBar(what)
 	defer bar.done()
+	root, err := filepath.EvalSymlinks(abs)
+	if err == nil {
+		if fi, serr := os.Stat(root); serr != nil || !fi.IsDir() {
+			root = "" // a file, or gone: described in full below
+		}
+	}
+	if root != "" && !watchDisabled() {
+		// The watch daemon holds the last description: it builds the
+		// next one and uploads it warm.
+		addr, token := c.Credentials()
+		res, err := workdir.Ask(ctx, workdirSocket(), workdir.Request{Program: version, Op: "upload",
+			Root: root, Snapshot: snapPath, Addr: addr, Token: token}, bar.update)
+		switch {
+		case err == nil:
+			bar.done()
+			fmt.Fprintf(os.Stderr, "%s Uploaded %s: %d files, %s; %s new in %s (%s changed since the last sync).\n", dim("⚙︎"), what,
+				res.Files, sizeString(res.Bytes), sizeString(res.Sent), time.Since(start).Round(time.Millisecond), plural(res.Changed, "path"))
+			return uploaded{digest: res.Digest, delta: res.Delta}, nil
+		case ctx.Err() != nil:
+			return uploaded{}, ctx.Err()
+		case !errors.Is(err, workdir.ErrFallback):
+			fmt.Fprintf(os.Stderr, "%s The watch daemon could not upload %s (%v); uploading it from here.\n", dim("⚙︎"), what, err)
+		}
+	}
+	var watch treeWatch
+	if root != "" {
+		watch = watchTree(ctx, root, snapPath)
+	}
 	uopts := transfer.UploadOptions{Parallel: 8, Progress: bar.update}
 	var tree *transfer.Tree
 	var id transfer.ChunkID
@@ -269,17 +294,13 @@ func uploadTree(ctx context.Context, c *client.Client, src, what string) (upload
 		if cache != nil {
 			_ = cache.Save(cachePath)
 		}
-		if watch.root != "" {
-			watch.save(tree, snapPath)
+		if watch.root != "" && watch.save(tree, snapPath) {
+			// The daemon reads it while the job runs, not on the
+			// next upload.
+			_, _ = workdir.Ask(ctx, workdirSocket(), workdir.Request{Program: version, Op: "load", Root: root, Snapshot: snapPath}, nil)
 		}
 	}
-	up := uploaded{digest: id.String()}
-	if d, ok := tree.Change(base, id); ok && base != id && len(d.Changed)+len(d.Removed) <= len(tree.Manifest.Entries)/2 {
-		if enc := d.Encode(); len(enc) <= api.MaxBlobDelta {
-			up.delta = enc
-		}
-	}
-	return up, nil
+	return uploaded{digest: id.String(), delta: workdir.DeltaFor(tree, base, id)}, nil
 }
 
 // sizeString is a byte count for people: 8 B, 12.3 KB, 210.1 MB.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sky-coord/sky-coord/fswatch"
 	"github.com/sky-coord/sky-coord/transfer"
+	"github.com/sky-coord/sky-coord/workdir"
 )
 
 // The file watcher: a per-user daemon (`sky-coord watch-daemon`, package
@@ -28,6 +29,10 @@ import (
 const watchIdle = 12 * time.Hour
 
 func watchSocket() string { return filepath.Join(skyHome(), "watch.sock") }
+
+// workdirSocket is where the same daemon uploads workdirs (package
+// workdir) from the descriptions it holds.
+func workdirSocket() string { return filepath.Join(skyHome(), "workdir.sock") }
 
 func watchDisabled() bool { return os.Getenv("SKY_COORD_WATCH") == "0" }
 
@@ -102,14 +107,15 @@ func (w treeWatch) incremental() bool {
 }
 
 // save keeps what the next sync builds on: the description and the token
-// from before it was built. Without a token, a snapshot left from earlier
-// is removed (it would be built on with changes nobody recorded).
-func (w treeWatch) save(tree *transfer.Tree, snapPath string) {
+// from before it was built, and reports whether it did. Without a token,
+// a snapshot left from earlier is removed (it would be built on with
+// changes nobody recorded).
+func (w treeWatch) save(tree *transfer.Tree, snapPath string) bool {
 	if !w.ok {
 		_ = os.Remove(snapPath) // best effort: a token from another daemon reads as Full anyway
-		return
+		return false
 	}
-	_ = tree.Snapshot(w.changes.Token).Save(snapPath) // only a speed-up
+	return tree.Snapshot(w.changes.Token).Save(snapPath) == nil // only a speed-up
 }
 
 // stopWatcher asks a running watch daemon to exit, and waits until it
@@ -177,8 +183,26 @@ func runWatchDaemon(ctx context.Context) error {
 		return err
 	}
 	defer d.Close()
-	log.Info("watching", "socket", sock, "pid", os.Getpid())
+	// Beside it, the workdir service, which stops with it.
+	wsock := workdirSocket()
+	_ = os.Remove(wsock)
+	old = syscall.Umask(0o077)
+	wl, err := net.Listen("unix", wsock)
+	syscall.Umask(old)
+	if err != nil {
+		_ = l.Close()
+		return fmt.Errorf("listen on %s: %w", wsock, err)
+	}
+	defer os.Remove(wsock)
+	wctx, stopService := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- workdir.NewService(log, d, version).Serve(wctx, wl) }()
+	log.Info("watching", "socket", sock, "workdir_socket", wsock, "pid", os.Getpid())
 	err = d.Serve(ctx, l)
+	stopService()
+	if werr := <-served; err == nil {
+		err = werr
+	}
 	log.Info("stopped", "err", err)
 	return err
 }
