@@ -45,15 +45,20 @@ type Result struct {
 // message is one line of an answer: progress lines, then one with a
 // result, a fallback or an error.
 type message struct {
-	Progress *transfer.Progress `json:"progress,omitempty"`
-	Result   *Result            `json:"result,omitempty"`
-	Fallback string             `json:"fallback,omitempty"` // why the asker must describe the tree itself
-	Error    string             `json:"error,omitempty"`
+	Progress   *transfer.Progress `json:"progress,omitempty"`
+	Result     *Result            `json:"result,omitempty"`
+	Fallback   string             `json:"fallback,omitempty"`    // why the asker must describe the tree itself
+	OtherBuild bool               `json:"other_build,omitempty"` // the fallback is ErrOtherBuild
+	Error      string             `json:"error,omitempty"`
 }
 
 // ErrFallback wraps the Service's reasons to let the asker describe the
 // tree itself; nothing was uploaded.
 var ErrFallback = errors.New("the watch daemon cannot describe this tree now")
+
+// ErrOtherBuild is the fallback of a daemon of another build than the
+// asker's: it will answer so until it is replaced.
+var ErrOtherBuild = fmt.Errorf("%w: the watch daemon is of another build", ErrFallback)
 
 // Ask sends req to the Service listening on socket and waits for its
 // answer, passing progress on to progress (which may be nil). An error
@@ -90,6 +95,8 @@ func Ask(ctx context.Context, socket string, req Request, progress transfer.Prog
 			}
 		case m.Result != nil:
 			return *m.Result, nil
+		case m.OtherBuild:
+			return Result{}, fmt.Errorf("%w (%s)", ErrOtherBuild, m.Fallback)
 		case m.Fallback != "":
 			return Result{}, fmt.Errorf("%w: %s", ErrFallback, m.Fallback)
 		case m.Error != "":

@@ -44,10 +44,11 @@ type Service struct {
 	watcher Watcher
 	program string
 
-	mu    sync.Mutex
-	trees map[string]*treeState // by snapshot file
-	uses  uint64
-	saves sync.WaitGroup // timers writing snapshot files
+	mu       sync.Mutex
+	trees    map[string]*treeState // by snapshot file
+	uses     uint64
+	saves    sync.WaitGroup // timers writing snapshot files
+	stopping chan struct{}  // closed when Serve returns: the timers write now
 }
 
 // treeState is what the Service holds of one tree: its last description,
@@ -80,11 +81,13 @@ func NewService(log *slog.Logger, w Watcher, program string) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{log: log.With("component", "workdir"), watcher: w, program: program, trees: map[string]*treeState{}}
+	return &Service{log: log.With("component", "workdir"), watcher: w, program: program, trees: map[string]*treeState{},
+		stopping: make(chan struct{})}
 }
 
 // Serve answers requests on l until l is closed or ctx ends, then waits
-// for the requests in flight; cancelling ctx cancels them.
+// for the requests in flight (cancelling ctx cancels them) and writes the
+// descriptions not written yet. A Service serves once.
 func (s *Service) Serve(ctx context.Context, l net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { _ = l.Close() })
 	defer stop()
@@ -131,7 +134,7 @@ func (s *Service) serveConn(ctx context.Context, conn net.Conn) {
 	}
 	switch {
 	case req.Version != ProtocolVersion || req.Program != s.program:
-		send(message{Fallback: fmt.Sprintf("the watch daemon is of another build (%s, protocol %d)", s.program, ProtocolVersion)})
+		send(message{OtherBuild: true, Fallback: fmt.Sprintf("build %s, protocol %d", s.program, ProtocolVersion)})
 	case req.Op == "load":
 		s.load(req)
 	case req.Op == "upload":
@@ -194,9 +197,11 @@ func (s *Service) release(t *treeState) {
 // replaced or written by then.
 func (s *Service) saveLater(t *treeState, file string, snap *transfer.Snapshot) {
 	t.unsaved = true
-	s.saves.Add(1)
-	time.AfterFunc(saveAfter, func() {
-		defer s.saves.Done()
+	s.saves.Go(func() {
+		select {
+		case <-time.After(saveAfter):
+		case <-s.stopping:
+		}
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		if t.unsaved && t.snap == snap {
@@ -218,8 +223,11 @@ func (t *treeState) save(log *slog.Logger, file string) {
 	t.file, _ = stampOf(file)
 }
 
-// flush waits for the descriptions that timers are to write.
-func (s *Service) flush() { s.saves.Wait() }
+// flush writes, at once, the descriptions that timers are to write.
+func (s *Service) flush() {
+	close(s.stopping)
+	s.saves.Wait()
+}
 
 // current returns t's description, read from file again when the file
 // changed since (another process saved one) or none is held; nil when

@@ -240,12 +240,12 @@ func TestServiceRereadsASnapshotAnotherProcessWrote(t *testing.T) {
 func TestServiceFallsBack(t *testing.T) {
 	r := newRig(t)
 	r.describeInFull(t)
-	if _, err := r.ask(t, "another-build"); !errors.Is(err, ErrFallback) {
-		t.Errorf("asked by another build: %v, want a fallback", err)
+	if _, err := r.ask(t, "another-build"); !errors.Is(err, ErrOtherBuild) {
+		t.Errorf("asked by another build: %v, want ErrOtherBuild", err)
 	}
 	// An ignore file changed: only a full scan knows what it hides now.
 	write(t, filepath.Join(r.root, ".gitignore"), "*.log\nsrc/f0*\n")
-	if _, err := r.ask(t, "test-build"); !errors.Is(err, ErrFallback) {
+	if _, err := r.ask(t, "test-build"); !errors.Is(err, ErrFallback) || errors.Is(err, ErrOtherBuild) {
 		t.Errorf("after an ignore file changed: %v, want a fallback", err)
 	}
 	// A daemon that is not there.

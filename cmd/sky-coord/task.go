@@ -241,6 +241,13 @@ func uploadTree(ctx context.Context, c *client.Client, src, what string) (upload
 			return uploaded{digest: res.Digest, delta: res.Delta}, nil
 		case ctx.Err() != nil:
 			return uploaded{}, ctx.Err()
+		case errors.Is(err, workdir.ErrOtherBuild) || watcherPredatesWorkdir():
+			// A daemon left from before an upgrade would hand every
+			// upload back: replace it. The new one knows no changes
+			// yet, so this upload scans in full (with the stat cache).
+			if restartWatcher(ctx) {
+				fmt.Fprintf(os.Stderr, "%s Replaced the file watcher left by another build of sky-coord: this upload scans %s in full.\n", dim("⚙︎"), what)
+			}
 		case !errors.Is(err, workdir.ErrFallback):
 			fmt.Fprintf(os.Stderr, "%s The watch daemon could not upload %s (%v); uploading it from here.\n", dim("⚙︎"), what, err)
 		}

@@ -118,6 +118,48 @@ func (w treeWatch) save(tree *transfer.Tree, snapPath string) bool {
 	return tree.Snapshot(w.changes.Token).Save(snapPath) == nil // only a speed-up
 }
 
+// watcherPredatesWorkdir reports whether the watch daemon that answers is
+// one from before the workdir service: a socket for queries and none for
+// uploads. A daemon this process started may not have opened both yet.
+func watcherPredatesWorkdir() bool {
+	if !watchStarted.IsZero() {
+		return false
+	}
+	if _, err := os.Stat(workdirSocket()); !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	c, err := net.DialTimeout("unix", watchSocket(), 100*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	_ = c.Close() // only a probe
+	return true
+}
+
+// restartWatcher replaces the running watch daemon with one of this
+// build, and reports whether it did. A new daemon leaves at once while
+// the old one holds the lock, which it lets go of last: so it waits for
+// that first.
+func restartWatcher(ctx context.Context) bool {
+	if !stopWatcher(ctx) {
+		return false
+	}
+	lock, err := os.OpenFile(filepath.Join(skyHome(), "watch.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return false
+	}
+	defer lock.Close()
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
+		if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			_ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+			ensureWatcher()
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
 // stopWatcher asks a running watch daemon to exit, and waits until it
 // has (its socket is gone).
 func stopWatcher(ctx context.Context) bool {
