@@ -2,6 +2,7 @@ package agent
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,7 +38,9 @@ func TestTaskScript(t *testing.T) {
 	want := `#!/bin/bash
 if [ -f ~/.bashrc ]; then source ~/.bashrc; fi
 set -a
-. $(conda info --base 2> /dev/null)/etc/profile.d/conda.sh > /dev/null 2>&1 || true
+if command -v conda > /dev/null 2>&1; then __sky_conda="$(conda info --base 2> /dev/null)"; else __sky_conda=; fi
+. "$__sky_conda/etc/profile.d/conda.sh" > /dev/null 2>&1 || true
+unset __sky_conda
 set +a
 export PYTHONUNBUFFERED=1
 cd ~/sky_workdir
@@ -50,6 +53,55 @@ python train.py
 	}
 	if _, err := taskScript("", map[string]string{"BAD-NAME": "x"}); err == nil {
 		t.Errorf("taskScript accepted an invalid variable name")
+	}
+}
+
+// TestTaskScriptSourcesConda runs the script with bash: with a conda on
+// PATH its base's conda.sh is sourced (its variables exported, as set -a
+// makes them), without one nothing is, and the user's commands run.
+func TestTaskScriptSourcesConda(t *testing.T) {
+	t.Parallel()
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash on this machine:", err)
+	}
+	home := t.TempDir()
+	if err := os.Mkdir(filepath.Join(home, "sky_workdir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(t.TempDir(), "conda base")
+	bin := filepath.Join(t.TempDir(), "bin")
+	for _, d := range []string{filepath.Join(base, "etc", "profile.d"), bin} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(base, "etc", "profile.d", "conda.sh"), []byte("CONDA_LOADED=yes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conda := "#!/bin/sh\n[ \"$1 $2\" = \"info --base\" ] && echo '" + base + "'\n"
+	if err := os.WriteFile(filepath.Join(bin, "conda"), []byte(conda), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script, err := taskScript(`echo "loaded=${CONDA_LOADED:-no} exported=$(sh -c 'echo ${CONDA_LOADED:-no}') helper=${__sky_conda-unset}"`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path, want string
+	}{
+		{bin + ":/usr/bin:/bin", "loaded=yes exported=yes helper=unset"},
+		{"/usr/bin:/bin", "loaded=no exported=no helper=unset"},
+	} {
+		cmd := exec.Command(bash, "-c", script)
+		cmd.Env = []string{"HOME=" + home, "PATH=" + c.path}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("PATH=%s: %v\n%s", c.path, err, out)
+		}
+		if got := strings.TrimSpace(string(out)); got != c.want {
+			t.Errorf("PATH=%s: the script said %q, want %q", c.path, got, c.want)
+		}
 	}
 }
 
