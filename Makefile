@@ -15,13 +15,16 @@ FUZZTIME ?= 150000x
 all: build
 
 # Static binaries: one upload of sky-agent runs on any Linux node of the
-# same architecture.
+# same architecture. The coordinator (sky-coord-server) is a binary of its
+# own, which `sky-coord server` execs, so that the CLI stays small and
+# starts fast.
 # The agent is also cross-built for both Linux architectures, so a node of
 # either kind gets its own (bootstrap picks by `uname -m`). sky-mount (the
 # bucket mounter, which links the object-store SDKs) is fetched by agents
 # only when a job mounts a bucket; it is built for this machine.
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-coord ./cmd/sky-coord
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-coord-server ./cmd/sky-coord-server
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-agent ./cmd/sky-agent
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-agent-linux-amd64 ./cmd/sky-agent
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build $(GOFLAGS_BUILD) -o bin/sky-agent-linux-arm64 ./cmd/sky-agent

@@ -43,7 +43,7 @@ func Binaries(t testing.TB) string {
 		if buildErr = os.Chmod(binDir, 0o755); buildErr != nil {
 			return
 		}
-		for _, name := range []string{"sky-coord", "sky-agent", "sky-mount"} {
+		for _, name := range []string{"sky-coord", "sky-coord-server", "sky-agent", "sky-mount"} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), "./cmd/"+name)
 			cmd.Dir = root
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

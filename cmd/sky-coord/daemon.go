@@ -2,18 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,74 +16,17 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sky-coord/sky-coord/client"
-	"github.com/sky-coord/sky-coord/coordinator"
+	"github.com/sky-coord/sky-coord/cmd/internal/skyhome"
 	"github.com/sky-coord/sky-coord/procscan"
-	"github.com/sky-coord/sky-coord/providers"
-	"github.com/sky-coord/sky-coord/providers/local"
-	sshprov "github.com/sky-coord/sky-coord/providers/ssh"
 )
 
-// skyHome is $SKY_COORD_HOME, default ~/.sky-coord.
-func skyHome() string {
-	if h := os.Getenv("SKY_COORD_HOME"); h != "" {
-		abs, err := filepath.Abs(h)
-		if err == nil {
-			return abs
-		}
-		return h
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return ".sky-coord"
-	}
-	return filepath.Join(home, ".sky-coord")
-}
-
-// serverInfo is what a running embedded coordinator writes for the CLI.
-type serverInfo struct {
-	Addr string `json:"addr"`
-	PID  int    `json:"pid"`
-}
-
-// readOrCreateToken returns the API token stored in path, creating it
-// (mode 0600) when missing.
-func readOrCreateToken(path string) (string, error) {
-	data, err := os.ReadFile(path)
-	if err == nil && len(strings.TrimSpace(string(data))) > 0 {
-		return strings.TrimSpace(string(data)), nil
-	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read API token %s: %w", path, err)
-	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	tok := hex.EncodeToString(b)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return readOrCreateToken(path) // another process won the race
-	}
-	if err != nil {
-		return "", fmt.Errorf("create API token %s: %w", path, err)
-	}
-	if _, err := f.WriteString(tok + "\n"); err != nil {
-		f.Close()
-		return "", err
-	}
-	return tok, f.Close()
-}
-
 // runningServer returns a client of the embedded coordinator if one answers.
-func runningServer(ctx context.Context, home string) (*client.Client, *serverInfo) {
+func runningServer(ctx context.Context, home string) (*client.Client, *skyhome.ServerInfo) {
 	data, err := os.ReadFile(filepath.Join(home, "server.json"))
 	if err != nil {
 		return nil, nil
 	}
-	var info serverInfo
+	var info skyhome.ServerInfo
 	if json.Unmarshal(data, &info) != nil || info.Addr == "" {
 		return nil, nil
 	}
@@ -155,7 +92,7 @@ func connect(ctx context.Context) (*client.Client, error) {
 	if c, _ := runningServer(ctx, home); c != nil {
 		return c, nil // started by another CLI while we waited for the lock
 	}
-	if _, err := readOrCreateToken(filepath.Join(home, "token")); err != nil {
+	if _, err := skyhome.ReadOrCreateToken(filepath.Join(home, "token")); err != nil {
 		return nil, err
 	}
 	_ = os.Remove(filepath.Join(home, "server.json"))
@@ -243,7 +180,10 @@ func serverCmd() *cobra.Command {
 					rep.raftBind = net.JoinHostPort(host, strconv.Itoa(p+1))
 				}
 			}
-			return runServer(cmd.Context(), dataDir, bind, tokenFile, addrFile, localRoot, agentBin, rep)
+			return execServer([]string{"--data-dir", dataDir, "--bind", bind, "--token-file", tokenFile,
+				"--addr-file", addrFile, "--local-root", localRoot, "--agent-binary", agentBin,
+				"--raft-bind", rep.raftBind, "--join", strings.Join(rep.join, ","),
+				"--bootstrap-expect", strconv.Itoa(rep.bootstrapExpect)})
 		},
 	}
 	f := cmd.Flags()
@@ -315,184 +255,33 @@ func serverCmd() *cobra.Command {
 	return cmd
 }
 
-func agentBinary(flagValue string) (string, error) {
-	if flagValue != "" {
-		return flagValue, nil
-	}
-	if p := os.Getenv("SKY_COORD_AGENT_BIN"); p != "" {
-		return p, nil
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(filepath.Dir(self), "sky-agent")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("the sky-agent binary is not beside %s; build it with `make build` or set SKY_COORD_AGENT_BIN", self)
-	}
-	return p, nil
-}
-
-func runServer(ctx context.Context, dataDir, bind, tokenFile, addrFile, localRoot, agentFlag string, rep replication) error {
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	tok, err := readOrCreateToken(tokenFile)
-	if err != nil {
-		return err
-	}
-	agentBin, err := agentBinary(agentFlag)
-	if err != nil {
-		return err
-	}
-	sshProv := sshprov.New(skyHome())
-	defer sshProv.Close()
-	srv, err := coordinator.New(coordinator.Config{
-		DataDir:         dataDir,
-		Token:           tok,
-		Providers:       map[string]providers.Provider{local.Name: local.New(localRoot), sshprov.Name: sshProv},
-		AgentBinary:     agentBin,
-		AgentBinaries:   agentBinaries(agentBin),
-		MountBinaries:   mountBinaries(agentBin),
-		Version:         version,
-		Logger:          logger,
-		CatalogHome:     skyHome(),
-		RetryGap:        retryGap(),
-		FaultPause:      faultPause(),
-		RaftBind:        rep.raftBind,
-		ServerID:        serverID(rep, bind),
-		Join:            rep.join,
-		BootstrapExpect: rep.bootstrapExpect,
-		ClusterKey:      clusterKey(rep, tok),
-	})
-	if err != nil {
-		return err
-	}
-	sshProv.HostKeys, sshProv.AcceptHint = srv.HostKeys(), coordinator.AcceptHint
-	if rep.raftBind == "" {
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = srv.WaitLeader(wctx)
-		cancel()
-		if err != nil {
-			return err
-		}
-	}
-	l, err := listen(bind, filepath.Join(dataDir, "last-addr"))
-	if err != nil {
-		return err
-	}
-	if addrFile != "" {
-		data, _ := json.Marshal(serverInfo{Addr: l.Addr().String(), PID: os.Getpid()})
-		if err := os.WriteFile(addrFile+".tmp", data, 0o600); err != nil {
-			return err
-		}
-		if err := os.Rename(addrFile+".tmp", addrFile); err != nil {
-			return err
-		}
-		defer os.Remove(addrFile)
-	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	logger.Info("coordinator serving", "addr", l.Addr().String(), "data_dir", dataDir)
-	return srv.Serve(ctx, l)
-}
-
-// listen binds the API. With port 0 it first tries the address the last
-// run used, so agents started then (which report to that address) keep
-// reaching the coordinator across restarts.
-func listen(bind, lastAddrFile string) (net.Listener, error) {
-	if strings.HasSuffix(bind, ":0") {
-		if last, err := os.ReadFile(lastAddrFile); err == nil {
-			if l, err := net.Listen("tcp", strings.TrimSpace(string(last))); err == nil {
-				return l, nil
-			}
-		}
-	}
-	l, err := net.Listen("tcp", bind)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", bind, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(lastAddrFile), 0o700); err == nil {
-		_ = os.WriteFile(lastAddrFile, []byte(l.Addr().String()), 0o600)
-	}
-	return l, nil
-}
-
 // processAlive reports whether pid runs. An exited process that its
 // parent has not reaped yet (a zombie) does not count.
 func processAlive(pid int) bool {
 	return syscall.Kill(pid, 0) == nil && !procscan.Zombie(pid)
 }
 
-// retryGap is SKY_COORD_RETRY_GAP (a Go duration such as "2s"), the first
-// wait between rounds of --retry-until-up; 0 means the default (30 s).
-func retryGap() time.Duration {
-	d, err := time.ParseDuration(os.Getenv("SKY_COORD_RETRY_GAP"))
-	if err != nil || d < 0 {
-		return 0
-	}
-	return d
-}
+// skyHome is $SKY_COORD_HOME, default ~/.sky-coord.
+func skyHome() string { return skyhome.Dir() }
 
-// agentBinaries finds the cross-built agents beside the native one
-// (sky-agent-linux-amd64, sky-agent-linux-arm64), by GOARCH.
-func agentBinaries(native string) map[string]string {
-	out := map[string]string{}
-	for _, arch := range []string{"amd64", "arm64"} {
-		p := filepath.Join(filepath.Dir(native), "sky-agent-linux-"+arch)
-		if _, err := os.Stat(p); err == nil {
-			out[arch] = p
+// execServer replaces this process with the coordinator's binary,
+// sky-coord-server (SKY_COORD_SERVER_BIN, else the one beside this
+// binary), which takes the flags `server` parsed. It lives apart so that
+// the CLI does not link, and start by initializing, the coordinator and
+// the object-store SDKs it uses: every command starts about 30 ms sooner.
+// The process keeps its pid, which the CLI that started it waits on.
+func execServer(args []string) error {
+	bin := os.Getenv("SKY_COORD_SERVER_BIN")
+	if bin == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		bin = filepath.Join(filepath.Dir(self), "sky-coord-server")
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("the sky-coord-server binary is not beside %s; build it with `make build` or set SKY_COORD_SERVER_BIN", self)
 		}
 	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}
-
-// mountBinaries finds sky-mount beside the agent: the cross-built ones by
-// GOARCH, else the native one for this machine's architecture.
-func mountBinaries(agent string) map[string]string {
-	dir := filepath.Dir(agent)
-	out := map[string]string{}
-	for _, arch := range []string{"amd64", "arm64"} {
-		if p := filepath.Join(dir, "sky-mount-linux-"+arch); fileExists(p) {
-			out[arch] = p
-		}
-	}
-	if p := filepath.Join(dir, "sky-mount"); fileExists(p) && out[runtime.GOARCH] == "" {
-		out[runtime.GOARCH] = p
-	}
-	return out
-}
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
-
-func serverID(rep replication, bind string) string {
-	if rep.raftBind == "" {
-		return ""
-	}
-	return bind
-}
-
-func clusterKey(rep replication, token string) []byte {
-	if rep.raftBind == "" {
-		return nil
-	}
-	return []byte(token)
-}
-
-// faultPause reads SKY_COORD_FAULT_PAUSE ("provision=2s,bootstrap=2s"),
-// a hook for fault tests: the leader waits at those steps.
-func faultPause() map[string]time.Duration {
-	v := os.Getenv("SKY_COORD_FAULT_PAUSE")
-	if v == "" {
-		return nil
-	}
-	out := map[string]time.Duration{}
-	for _, kv := range strings.Split(v, ",") {
-		k, d, ok := strings.Cut(kv, "=")
-		if dur, err := time.ParseDuration(d); ok && err == nil {
-			out[strings.TrimSpace(k)] = dur
-		}
-	}
-	return out
+	err := syscall.Exec(bin, append([]string{bin}, args...), os.Environ())
+	return fmt.Errorf("run %s: %w", bin, err)
 }
