@@ -21,11 +21,14 @@ import (
 // the bytes the client sent (what the coordinator's chunk store took in).
 //
 // Each trial has its own tree, cluster and rsync targets, and nothing is
-// deleted until the end: on this machine's ext4, creating files within
-// half a minute of deleting many costs several times more (the inode
-// allocator skips recently deleted inodes), which alone moved one rsync
-// between 0.4 s and 1.4 s. Dirty pages are flushed before every timed
-// step, ours and the references alike.
+// deleted until the end: on this machine's ext4, which runs without a
+// journal, the inode allocator skips inodes deleted less than 60 s ago
+// (RECENTCY_MIN in fs/ext4/ialloc.c; 360 s while their inode table block
+// is dirty), so creating files soon after deleting many costs several
+// times more, which alone moved one rsync between 0.4 s and 1.4 s. The
+// section starts once the deletions of earlier ones are older than that.
+// Dirty pages are flushed before every timed step, ours and the
+// references alike.
 type syncBench struct {
 	bin string
 }
@@ -59,11 +62,12 @@ func (sb *syncBench) run(ctx context.Context) string {
 		die(err)
 	}
 	defer os.RemoveAll(refDir)
-	// Let the deletions of earlier sections age out (see syncBench).
+	// Let the deletions of earlier sections age out (see syncBench): the
+	// flush makes their inode table blocks clean, so 60 s is the window.
 	syscall.Sync()
 	select {
 	case <-ctx.Done():
-	case <-time.After(35 * time.Second):
+	case <-time.After(65 * time.Second):
 	}
 	var trials []syncTrial
 	var treeBytes int64
