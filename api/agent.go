@@ -17,7 +17,13 @@ package api
 // other nodes through the /v1/node/ endpoints, as SkyPilot's Ray driver does.
 
 // AgentPort is the TCP port agents listen on, on their node's own address.
-const AgentPort = 46590
+//
+// It and GossipPort lie below Linux's ephemeral range (32768-60999): a
+// connection to a port in that range on the node's own address, made
+// while nothing listens there (sshd forwarding a health check before the
+// agent is up, say), can be given that very port as its source and
+// connect to itself, and then holds the port the agent is about to bind.
+const AgentPort = 26590
 
 // AgentConfig is the file bootstrap writes beside the agent (mode 0600).
 type AgentConfig struct {
@@ -61,8 +67,9 @@ type AgentConfig struct {
 	Peers      []string `json:"peers,omitempty"`
 }
 
-// GossipPort is the memberlist port agents use on their node's address.
-const GossipPort = 46591
+// GossipPort is the memberlist port agents use on their node's address
+// (below the ephemeral range, as AgentPort is).
+const GossipPort = 26591
 
 // NodeMeta is what each agent tells the others by gossip.
 type NodeMeta struct {

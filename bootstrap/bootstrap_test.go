@@ -65,7 +65,7 @@ func TestEnsureIsIdempotent(t *testing.T) {
 func TestEnsureReportsAnAgentThatDies(t *testing.T) {
 	home := t.TempDir()
 	bin := filepath.Join(t.TempDir(), "bad-agent")
-	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho 'cannot bind 1.2.3.4:46590' >&2\nexit 3\n"), 0o755); err != nil {
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho 'cannot bind 1.2.3.4:26590' >&2\nexit 3\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	node := Node{Name: "node 1 (1.2.3.4)", AgentBinary: bin, Config: api.AgentConfig{Cluster: "c"},

@@ -143,7 +143,7 @@ func TestSSHEnsureReportsAnUnhealthyAgent(t *testing.T) {
 	h := hosts.NewInProcess(t, 1)[0]
 	tr := dial(t, sshConfig(h))
 	bin := filepath.Join(t.TempDir(), "sky-agent")
-	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho 'listen 10.0.0.5:46590: address already in use' >&2\nexec sleep 60\n"), 0o755); err != nil {
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho 'listen 10.0.0.5:26590: address already in use' >&2\nexec sleep 60\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { killRecorded(t, h.Home) })

@@ -307,7 +307,7 @@ func TestDialContextReachesTheMachine(t *testing.T) {
 	if body, err := get(); err != nil || body != "healthy" {
 		t.Errorf("GET after the SSH connection broke = %q, %v", body, err)
 	}
-	if _, err := p.DialContext(ctx, "tcp", "192.0.2.1:46590"); err == nil || !strings.Contains(err.Error(), "no machine") {
+	if _, err := p.DialContext(ctx, "tcp", "192.0.2.1:26590"); err == nil || !strings.Contains(err.Error(), "no machine") {
 		t.Errorf("dial to an address of no pool machine: %v", err)
 	}
 }

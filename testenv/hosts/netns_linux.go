@@ -399,7 +399,9 @@ func (h *nsHost) destroy() error {
 	}
 	// Deleting the namespace deletes the pair, though not always at once.
 	if _, err := net.InterfaceByName(h.veth()); err == nil {
-		if err := run("ip", "link", "del", h.veth()); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
+		// It may vanish between the look and the delete: both ways of
+		// saying so are fine.
+		if err := run("ip", "link", "del", h.veth()); err != nil && !strings.Contains(err.Error(), "Cannot find device") && !strings.Contains(err.Error(), "No such device") {
 			errs = append(errs, err)
 		}
 	}
