@@ -209,33 +209,39 @@ func runWatchDaemon(ctx context.Context) error {
 		}
 		return fmt.Errorf("lock %s: %w", lock.Name(), err)
 	}
-	sock := watchSocket()
-	_ = os.Remove(sock) // left by a daemon that died: the lock says none runs
-	old := syscall.Umask(0o077)
-	l, err := net.Listen("unix", sock)
-	syscall.Umask(old)
+	// The workdir socket comes first and goes last: a watch socket
+	// without one is a daemon from before the workdir service (see
+	// watcherPredatesWorkdir).
+	listen := func(sock string) (net.Listener, error) {
+		_ = os.Remove(sock) // left by a daemon that died: the lock says none runs
+		old := syscall.Umask(0o077)
+		defer syscall.Umask(old)
+		l, err := net.Listen("unix", sock)
+		if err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", sock, err)
+		}
+		return l, nil
+	}
+	wsock, sock := workdirSocket(), watchSocket()
+	wl, err := listen(wsock)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", sock, err)
+		return err
+	}
+	defer os.Remove(wsock)
+	l, err := listen(sock)
+	if err != nil {
+		_ = wl.Close()
+		return err
 	}
 	defer os.Remove(sock)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})) // fswatch names its component
 	d, err := fswatch.NewDaemon(log, filepath.Join(home, "watch"), fswatch.Options{IdleTimeout: watchIdle})
 	if err != nil {
 		_ = l.Close()
+		_ = wl.Close()
 		return err
 	}
 	defer d.Close()
-	// Beside it, the workdir service, which stops with it.
-	wsock := workdirSocket()
-	_ = os.Remove(wsock)
-	old = syscall.Umask(0o077)
-	wl, err := net.Listen("unix", wsock)
-	syscall.Umask(old)
-	if err != nil {
-		_ = l.Close()
-		return fmt.Errorf("listen on %s: %w", wsock, err)
-	}
-	defer os.Remove(wsock)
 	wctx, stopService := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- workdir.NewService(log, d, version).Serve(wctx, wl) }()
