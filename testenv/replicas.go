@@ -3,11 +3,13 @@ package testenv
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -30,21 +32,32 @@ type Replicas struct {
 
 // NewReplicas picks n loopback addresses whose next port is free too, for
 // replicas of the sky-coord binary bin in home. Nothing is started.
+//
+// The ports lie below Linux's ephemeral range (32768-60999): the other
+// replicas keep dialing a killed one, and a dial from 127.0.0.1 to a port
+// of 127.0.0.1 in that range that nothing listens on can be given that
+// port as its source and connect to itself, so the replica could not
+// listen there again when restarted.
 func NewReplicas(bin, home string, n int, env ...string) (*Replicas, error) {
 	r := &Replicas{Bin: bin, Home: home, Env: env, Procs: make([]*exec.Cmd, n)}
-	for len(r.Addrs) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
+	for try := 0; len(r.Addrs) < n; try++ {
+		if try == 1000 {
+			return nil, fmt.Errorf("no %d free pairs of ports between 20000 and 32000 on 127.0.0.1", n)
 		}
-		p := l.Addr().(*net.TCPAddr).Port
+		p := 20000 + 2*rand.IntN(6000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // taken: try another
+		}
 		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
 		l.Close()
 		if err != nil {
 			continue // the Raft port is taken: try another
 		}
 		l2.Close()
-		r.Addrs = append(r.Addrs, fmt.Sprintf("127.0.0.1:%d", p))
+		if addr := fmt.Sprintf("127.0.0.1:%d", p); !slices.Contains(r.Addrs, addr) {
+			r.Addrs = append(r.Addrs, addr)
+		}
 	}
 	return r, nil
 }
