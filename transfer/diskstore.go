@@ -44,7 +44,18 @@ type DiskStore struct {
 	packs   map[string]bool           // pack files read into index (or found damaged)
 	pending map[ChunkID]*pendingChunk // ids a Fetcher said are coming
 	logOff  int64                     // how much of packs.log the index holds; -1 without one (packlog.go)
+	// refreshed is when Missing last told a client that a pack's chunks
+	// are here, and set the pack's modification time to then: the client
+	// will name them in a manifest without sending them, so RetainSince
+	// (which goes by that time) must keep them as long as chunks written
+	// then.
+	refreshed map[string]time.Time
 }
+
+// refreshEvery is how often Missing moves the modification time of a
+// pack whose chunks it finds; RetainSince's callers keep packs for much
+// longer (an hour, for the coordinator).
+const refreshEvery = 10 * time.Minute
 
 // chunkInPack is where a chunk lives.
 type chunkInPack struct {
@@ -255,24 +266,54 @@ func readPackIndex(path string) ([]packEntry, error) {
 // Dir returns the store's directory.
 func (s *DiskStore) Dir() string { return s.dir }
 
-// Missing returns those of ids that are not in the store.
+// Missing returns those of ids that are not in the store. The packs of
+// those it finds count as new for RetainSince from then on (see
+// refreshed), so that a chunk a client was told is here stays while the
+// client names it in a manifest.
 func (s *DiskStore) Missing(ctx context.Context, ids []ChunkID) ([]ChunkID, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	var touch []string
+	defer func() {
+		// Outside the lock: the in-memory mark already holds off this
+		// process's RetainSince; the file's time tells other processes.
+		for _, pack := range touch {
+			now := time.Now()
+			_ = os.Chtimes(filepath.Join(s.dir, packsDir, pack), now, now) // best effort: a pack just removed
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
+	lastPack := ""
+	found := func(pack string) {
+		if pack == lastPack {
+			return // chunks of one file mostly share a pack
+		}
+		lastPack = pack
+		if now.Sub(s.refreshed[pack]) < refreshEvery {
+			return
+		}
+		if s.refreshed == nil {
+			s.refreshed = make(map[string]time.Time)
+		}
+		s.refreshed[pack] = now
+		touch = append(touch, pack)
+	}
 	var missing []ChunkID
 	refreshed := false
 	for _, id := range ids {
-		if _, ok := s.index[id]; ok {
+		if loc, ok := s.index[id]; ok {
+			found(loc.pack)
 			continue
 		}
 		if !refreshed {
 			// Once per call: another process may have added packs.
 			refreshed = true
 			if s.readLoggedPacks() == nil {
-				if _, ok := s.index[id]; ok {
+				if loc, ok := s.index[id]; ok {
+					found(loc.pack)
 					continue
 				}
 			}
@@ -447,9 +488,10 @@ func (s *DiskStore) Retain(ctx context.Context, keep func(ChunkID) bool) (int, e
 	return s.RetainSince(ctx, keep, time.Time{})
 }
 
-// RetainSince is Retain that also keeps every pack written after since
-// (a zero since keeps none for its age): chunks of an upload whose use is
-// not recorded yet.
+// RetainSince is Retain that also keeps every pack written after since,
+// or holding a chunk that Missing reported present since (a zero since
+// keeps none for its age): chunks of an upload whose use is not recorded
+// yet.
 func (s *DiskStore) RetainSince(ctx context.Context, keep func(ChunkID) bool, since time.Time) (int, error) {
 	if err := s.readNewPacksLocked(); err != nil {
 		return 0, fmt.Errorf("prune chunk store: %w", err)
@@ -482,10 +524,15 @@ func (s *DiskStore) RetainSince(ctx context.Context, keep func(ChunkID) bool, si
 			}
 		}
 		s.mu.Lock()
+		if !since.IsZero() && s.refreshed[pack].After(since) {
+			s.mu.Unlock()
+			continue // a client was just told its chunks are here
+		}
 		for _, id := range ids {
 			delete(s.index, id)
 		}
 		delete(s.packs, pack)
+		delete(s.refreshed, pack)
 		s.mu.Unlock()
 		if err := os.Remove(filepath.Join(s.dir, packsDir, pack)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return removed, fmt.Errorf("prune chunk store: %w", err)

@@ -321,3 +321,49 @@ func TestDiskStorePackLog(t *testing.T) {
 		t.Fatal("without a log, the second store did not list the directory")
 	}
 }
+
+// A chunk Missing reports present is kept by RetainSince as long as one
+// just written: a client that was told it is there names it in a manifest
+// without sending it. Another process sharing the directory learns it
+// from the pack's modification time.
+func TestDiskStoreKeepsWhatMissingConfirmed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := NewDiskStore(dir)
+	mustNo(t, err)
+	put := func(data string) ChunkID {
+		id := HashChunk([]byte(data))
+		mustNo(t, s.Put(ctx, id, strings.NewReader(data)))
+		return id
+	}
+	asked, other, unasked := put("confirmed to a client"), put("confirmed to another process's client"), put("nobody asked")
+	packs, err := filepath.Glob(filepath.Join(dir, packsDir, "*"+packSuffix))
+	mustNo(t, err)
+	past := time.Now().Add(-2 * time.Hour)
+	for _, p := range packs {
+		mustNo(t, os.Chtimes(p, past, past))
+	}
+	// This process's client, then another process's.
+	if missing, err := s.Missing(ctx, []ChunkID{asked}); err != nil || len(missing) != 0 {
+		t.Fatalf("Missing = %v, %v", missing, err)
+	}
+	s2, err := NewDiskStore(dir)
+	mustNo(t, err)
+	if missing, err := s2.Missing(ctx, []ChunkID{other}); err != nil || len(missing) != 0 {
+		t.Fatalf("Missing in the other process = %v, %v", missing, err)
+	}
+	n, err := s.RetainSince(ctx, func(ChunkID) bool { return false }, time.Now().Add(-time.Hour))
+	mustNo(t, err)
+	missing, err := s.Missing(ctx, []ChunkID{asked, other, unasked})
+	mustNo(t, err)
+	if n != 1 || len(missing) != 1 || missing[0] != unasked {
+		t.Errorf("removed %d chunks, now missing %v; want only the one nobody asked about (%s) gone", n, missing, unasked)
+	}
+	// Retain without an age keeps nothing for having been asked about.
+	n, err = s.Retain(ctx, func(ChunkID) bool { return false })
+	mustNo(t, err)
+	if n != 2 {
+		t.Errorf("Retain removed %d chunks, want the 2 left", n)
+	}
+}
