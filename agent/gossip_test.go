@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,18 +20,26 @@ import (
 
 // freeAddrs returns n loopback addresses with a port free for TCP and UDP.
 //
-// They are on 127.0.0.2: the ports are free only until they are used, and
-// the agents' and the fake coordinator's own listeners, on 127.0.0.1:0,
-// could otherwise be handed one of them in between (CI saw it).
+// The ports are free only until they are used, so they come from below
+// Linux's ephemeral range (32768-60999), which every listener on port 0
+// and every outgoing connection on the machine draws from (CI saw both
+// take one in between: the agents' own listeners, then another test
+// process's). They are on 127.0.0.2, away from the agents' 127.0.0.1.
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
 	var out []string
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.2:0")
-		if err != nil {
-			t.Fatal(err)
+	for try := 0; len(out) < n; try++ {
+		if try == 1000 {
+			t.Fatalf("no %d free ports between 20000 and 32000 on 127.0.0.2", n)
 		}
-		addr := l.Addr().String()
+		addr := fmt.Sprintf("127.0.0.2:%d", 20000+mrand.IntN(12000))
+		if slices.Contains(out, addr) {
+			continue
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
 		u, err := net.ListenPacket("udp", addr)
 		l.Close()
 		if err != nil {
