@@ -100,6 +100,51 @@ func readDir(t *testing.T, dir string) []string {
 	return names
 }
 
+// A file renamed after its content went up (close, or fsync with the file
+// still open) is in the bucket under its new name when rename(2)
+// returns, not only once the kernel releases the last handle, which it
+// does after close(2) returns.
+func TestMountModeRenameOfAnUploadedFile(t *testing.T) {
+	needFUSE(t)
+	st := s3Bucket(t, "ren")
+	dst := filepath.Join(t.TempDir(), "mnt")
+	mount(t, mounts.MountSpec{Dst: dst, URL: "s3://ren/p", Mode: mounts.ModeMount, Store: st,
+		ChunkSize: 1 << 20, MetadataTTL: 50 * time.Millisecond})
+	f, err := os.Create(filepath.Join(dst, "open.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("written, synced, still open"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("fsync: %v", err)
+	}
+	if err := os.Rename(filepath.Join(dst, "open.txt"), filepath.Join(dst, "moved.txt")); err != nil {
+		t.Fatalf("rename: %v", err)
+	}
+	if diff := cmp.Diff([]string{"p/moved.txt"}, storetest.Keys(t, st, "p/", false)); diff != "" {
+		t.Errorf("bucket right after the rename (-want +got):\n%s", diff)
+	}
+	if got := storetest.Get(t, st, "p/moved.txt"); string(got) != "written, synced, still open" {
+		t.Errorf("moved object holds %q", got)
+	}
+	// Written again through the open handle: it goes up under the new name.
+	if _, err := f.WriteAt([]byte("W"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if diff := cmp.Diff([]string{"p/moved.txt"}, storetest.Keys(t, st, "p/", false)); diff != "" {
+		t.Errorf("bucket after close (-want +got):\n%s", diff)
+	}
+	if got := storetest.Get(t, st, "p/moved.txt"); string(got) != "Written, synced, still open" {
+		t.Errorf("after the write through the open handle the object holds %q", got)
+	}
+}
+
 func TestMountMode(t *testing.T) {
 	needFUSE(t)
 	st := s3Bucket(t, "mnt")

@@ -275,13 +275,19 @@ func (n *fileNode) rename(newKey string) syscall.Errno {
 	n.mu.Lock()
 	old, stg := n.key, n.stg
 	n.mu.Unlock()
+	if stg != nil {
+		// An upload in flight writes under the old name: let it finish.
+		// One that starts after this writes under the new one.
+		stg.upload.Lock()
+		defer stg.upload.Unlock()
+	}
+	n.mu.Lock()
+	unsent := stg != nil && stg.dirty
+	n.mu.Unlock()
 	moved := false
 	switch {
-	case stg != nil:
-		n.mu.Lock()
-		stg.dirty = true // goes up under the new name at close
-		n.mu.Unlock()
-		moved = true
+	case unsent:
+		moved = true // goes up under the new name at close
 	case n.fs.cache != nil:
 		ok, err := n.fs.cache.rename(old, newKey)
 		if err != nil {
