@@ -32,6 +32,14 @@ func wantChunk(t *testing.T, s Source, id ChunkID, want []byte, what string) {
 	}
 }
 
+// putString stores data as a chunk of its own and returns its id.
+func putString(t *testing.T, s *DiskStore, data string) ChunkID {
+	t.Helper()
+	id := HashChunk([]byte(data))
+	mustNo(t, s.Put(context.Background(), id, strings.NewReader(data)))
+	return id
+}
+
 // sharedStores opens two stores on one directory, as two agents on one
 // machine do.
 func sharedStores(t *testing.T) (*DiskStore, *DiskStore) {
@@ -273,11 +281,7 @@ func TestDiskStorePackLog(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s1, s2 := sharedStores(t)
-	put := func(s *DiskStore, data string) ChunkID {
-		id := HashChunk([]byte(data))
-		mustNo(t, s.Put(ctx, id, strings.NewReader(data)))
-		return id
-	}
+	put := func(s *DiskStore, data string) ChunkID { return putString(t, s, data) }
 	missing := func(s *DiskStore, id ChunkID) bool {
 		m, err := s.Missing(ctx, []ChunkID{id})
 		mustNo(t, err)
@@ -329,16 +333,9 @@ func TestDiskStorePackLog(t *testing.T) {
 func TestDiskStoreKeepsWhatMissingConfirmed(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := NewDiskStore(dir)
-	mustNo(t, err)
-	put := func(data string) ChunkID {
-		id := HashChunk([]byte(data))
-		mustNo(t, s.Put(ctx, id, strings.NewReader(data)))
-		return id
-	}
-	asked, other, unasked := put("confirmed to a client"), put("confirmed to another process's client"), put("nobody asked")
-	packs, err := filepath.Glob(filepath.Join(dir, packsDir, "*"+packSuffix))
+	s, s2 := sharedStores(t) // s2 stands for another process
+	asked, other, unasked := putString(t, s, "confirmed to a client"), putString(t, s, "confirmed to another process's client"), putString(t, s, "nobody asked")
+	packs, err := filepath.Glob(filepath.Join(s.Dir(), packsDir, "*"+packSuffix))
 	mustNo(t, err)
 	past := time.Now().Add(-2 * time.Hour)
 	for _, p := range packs {
@@ -348,8 +345,6 @@ func TestDiskStoreKeepsWhatMissingConfirmed(t *testing.T) {
 	if missing, err := s.Missing(ctx, []ChunkID{asked}); err != nil || len(missing) != 0 {
 		t.Fatalf("Missing = %v, %v", missing, err)
 	}
-	s2, err := NewDiskStore(dir)
-	mustNo(t, err)
 	if missing, err := s2.Missing(ctx, []ChunkID{other}); err != nil || len(missing) != 0 {
 		t.Fatalf("Missing in the other process = %v, %v", missing, err)
 	}
