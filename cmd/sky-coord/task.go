@@ -236,8 +236,7 @@ func uploadTree(ctx context.Context, c *client.Client, src, what string) (upload
 		switch {
 		case err == nil:
 			bar.done()
-			fmt.Fprintf(os.Stderr, "%s Uploaded %s: %d files, %s; %s new in %s (%s changed since the last sync).\n", dim("⚙︎"), what,
-				res.Files, sizeString(res.Bytes), sizeString(res.Sent), time.Since(start).Round(time.Millisecond), plural(res.Changed, "path"))
+			printUploaded(what, res.Files, res.Bytes, res.Sent, time.Since(start), res.Changed)
 			return uploaded{digest: res.Digest, delta: res.Delta}, nil
 		case ctx.Err() != nil:
 			return uploaded{}, ctx.Err()
@@ -289,12 +288,11 @@ func uploadTree(ctx context.Context, c *client.Client, src, what string) (upload
 		return uploaded{}, err
 	}
 	bar.done()
-	how := ""
+	changed := -1 // scanned in full
 	if cache == nil {
-		how = fmt.Sprintf(" (%s changed since the last sync)", plural(len(watch.changes.Paths), "path"))
+		changed = len(watch.changes.Paths)
 	}
-	fmt.Fprintf(os.Stderr, "%s Uploaded %s: %d files, %s; %s new in %s%s.\n", dim("⚙︎"), what,
-		tree.Stats.Files, sizeString(tree.Stats.Bytes), sizeString(st.Bytes), time.Since(start).Round(time.Millisecond), how)
+	printUploaded(what, tree.Stats.Files, tree.Stats.Bytes, st.Bytes, time.Since(start), changed)
 	if err := os.MkdirAll(filepath.Dir(cachePath), 0o700); err == nil {
 		// Only speed-ups: a lost cache re-reads files, a lost snapshot
 		// stats them all.
@@ -308,6 +306,17 @@ func uploadTree(ctx context.Context, c *client.Client, src, what string) (upload
 		}
 	}
 	return uploaded{digest: id.String(), delta: workdir.DeltaFor(tree, base, id)}, nil
+}
+
+// printUploaded says what an upload sent and how long it took; changed
+// is the number of paths looked at again, or negative after a full scan.
+func printUploaded(what string, files int, bytes, sent int64, took time.Duration, changed int) {
+	how := ""
+	if changed >= 0 {
+		how = fmt.Sprintf(" (%s changed since the last sync)", plural(changed, "path"))
+	}
+	fmt.Fprintf(os.Stderr, "%s Uploaded %s: %d files, %s; %s new in %s%s.\n", dim("⚙︎"), what,
+		files, sizeString(bytes), sizeString(sent), took.Round(time.Millisecond), how)
 }
 
 // sizeString is a byte count for people: 8 B, 12.3 KB, 210.1 MB.
