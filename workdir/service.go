@@ -54,11 +54,10 @@ type Service struct {
 // treeState is what the Service holds of one tree: its last description,
 // with the stat of the snapshot file that description matches.
 type treeState struct {
-	mu      sync.Mutex // held for a whole request on the tree
-	snap    *transfer.Snapshot
-	file    fileStamp
-	unsaved bool   // snap is newer than the file, which a timer will write
-	used    uint64 // Service.uses at the last request
+	mu   sync.Mutex // held for a whole request on the tree
+	snap *transfer.Snapshot
+	file fileStamp
+	used uint64 // Service.uses at the last request
 }
 
 // fileStamp tells whether a file was replaced or rewritten.
@@ -193,10 +192,10 @@ func (s *Service) release(t *treeState) {
 	}
 }
 
-// saveLater writes t's description to file after saveAfter, unless it was
-// replaced or written by then.
+// saveLater writes snap to file after saveAfter, if t still holds it then:
+// not replaced by a newer upload, spent by a failed one, or dropped for a
+// file another process wrote.
 func (s *Service) saveLater(t *treeState, file string, snap *transfer.Snapshot) {
-	t.unsaved = true
 	s.saves.Go(func() {
 		select {
 		case <-time.After(saveAfter):
@@ -204,7 +203,7 @@ func (s *Service) saveLater(t *treeState, file string, snap *transfer.Snapshot) 
 		}
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		if t.unsaved && t.snap == snap {
+		if t.snap == snap { // not replaced, spent, or read from a newer file since
 			t.save(s.log, file)
 		}
 	})
@@ -212,7 +211,6 @@ func (s *Service) saveLater(t *treeState, file string, snap *transfer.Snapshot) 
 
 // save writes t's description to file. Called with t.mu held.
 func (t *treeState) save(log *slog.Logger, file string) {
-	t.unsaved = false
 	if err := t.snap.Save(file); err != nil {
 		// The file keeps an older description, which the watcher's
 		// changes since its token still bring up to date.
@@ -237,7 +235,7 @@ func (t *treeState) current(file, root string) *transfer.Snapshot {
 	if !ok || st != t.file || t.snap == nil || t.snap.Root != root {
 		// Another process wrote or removed the file since: what it
 		// holds now is the truth, and a timer must not write over it.
-		t.snap, t.file, t.unsaved = nil, st, false
+		t.snap, t.file = nil, st
 		if ok {
 			t.snap = transfer.LoadSnapshot(file, root)
 		}
