@@ -192,12 +192,19 @@ func (d *Daemon) watchStateDir() error {
 // token since, as a query on the socket would; it counts as one for
 // IdleTimeout.
 func (d *Daemon) Query(ctx context.Context, root, since string) (Changes, error) {
+	defer d.busy()()
+	return d.query(ctx, root, since)
+}
+
+// busy counts a query in flight until the returned func is called; Serve
+// does not stop for idleness meanwhile, nor until IdleTimeout after it.
+func (d *Daemon) busy() (done func()) {
 	d.inFlight.Add(1)
-	defer func() {
+	d.lastQuery.Store(time.Now().UnixNano())
+	return func() {
 		d.lastQuery.Store(time.Now().UnixNano())
 		d.inFlight.Add(-1)
-	}()
-	return d.query(ctx, root, since)
+	}
 }
 
 // query answers what changed under root since the token since.

@@ -31,8 +31,7 @@ func (d *Daemon) Serve(ctx context.Context, l net.Listener) error {
 		watcher   = make(chan struct{})
 	)
 	requestStop := func() { stopOnce.Do(func() { close(stop) }) }
-	inFlight, lastQuery := &d.inFlight, &d.lastQuery
-	lastQuery.Store(time.Now().UnixNano())
+	d.lastQuery.Store(time.Now().UnixNano())
 	go func() {
 		defer close(watcher)
 		defer func() {
@@ -49,8 +48,8 @@ func (d *Daemon) Serve(ctx context.Context, l net.Listener) error {
 		for {
 			select {
 			case <-idle:
-				quiet := time.Since(time.Unix(0, lastQuery.Load()))
-				if inFlight.Load() == 0 && quiet >= d.opts.IdleTimeout {
+				quiet := time.Since(time.Unix(0, d.lastQuery.Load()))
+				if d.inFlight.Load() == 0 && quiet >= d.opts.IdleTimeout {
 					d.log.Info("no query for a while; stopping", "idle", quiet.Round(time.Millisecond))
 					return
 				}
@@ -74,17 +73,11 @@ func (d *Daemon) Serve(ctx context.Context, l net.Listener) error {
 			}
 			break
 		}
-		inFlight.Add(1)
-		lastQuery.Store(time.Now().UnixNano())
-		conns.Add(1)
-		go func() {
-			defer conns.Done()
-			defer func() {
-				lastQuery.Store(time.Now().UnixNano())
-				inFlight.Add(-1)
-			}()
+		done := d.busy()
+		conns.Go(func() {
+			defer done()
 			d.serveConn(ctx, conn, requestStop)
-		}()
+		})
 	}
 	close(acceptErr)
 	<-watcher
