@@ -182,6 +182,17 @@ func (c *Client) Job(ctx context.Context, cluster string, id int64) (*api.Job, e
 	return &out, nil
 }
 
+// WaitJob returns a job once it has ended, or as it is when waitSec
+// seconds have passed. A coordinator that cannot wait answers at once.
+func (c *Client) WaitJob(ctx context.Context, cluster string, id int64, waitSec int) (*api.Job, error) {
+	var out api.Job
+	path := fmt.Sprintf("/v1/clusters/%s/jobs/%d?wait=%d", url.PathEscape(cluster), id, waitSec)
+	if err := c.call(ctx, http.MethodGet, path, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Cancel cancels jobs.
 func (c *Client) Cancel(ctx context.Context, cluster string, req api.CancelRequest) (*api.CancelResponse, error) {
 	var out api.CancelResponse

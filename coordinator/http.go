@@ -279,11 +279,34 @@ func (s *Server) jobFromPath(r *http.Request) (*api.Job, error) {
 	return j, err
 }
 
+// handleJob answers one job. With ?wait=N it first waits, up to N
+// seconds (at most 30), for the job to end: a client that saw the job's
+// log end learns its final state as soon as it is recorded.
 func (s *Server) handleJob(w http.ResponseWriter, r *http.Request) {
 	j, err := s.jobFromPath(r)
 	if err != nil {
 		s.fail(w, err)
 		return
+	}
+	if wait, _ := strconv.Atoi(r.URL.Query().Get("wait")); wait > 0 && !j.Status.Terminal() {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Duration(min(wait, 30))*time.Second)
+		done, err := s.waitJob(ctx, j.Cluster, j.ID, func(j *api.Job) bool { return j.Status.Terminal() })
+		cancel()
+		switch {
+		case err == nil:
+			j = done
+		case r.Context().Err() != nil:
+			return // the client left
+		case ctx.Err() == nil:
+			s.fail(w, err) // the job is gone
+			return
+		default:
+			// Still running when the wait ran out: its state now.
+			if j, err = s.jobFromPath(r); err != nil {
+				s.fail(w, err)
+				return
+			}
+		}
 	}
 	j.Task, j.Blobs = nil, nil
 	writeJSON(w, http.StatusOK, j)

@@ -168,3 +168,25 @@ func TestLaunchFailureIsReported(t *testing.T) {
 		}
 	}
 }
+
+// A job read with ?wait answers once the job ends, without the client
+// polling: here when the launch fails for want of an agent binary.
+func TestWaitJobAnswersWhenTheJobEnds(t *testing.T) {
+	_, addr := startServer(t)
+	c := client.New(addr, "secret-token")
+	ctx := context.Background()
+	resp, err := c.Launch(ctx, api.LaunchRequest{Cluster: "c", Task: &spec.Task{NumNodes: 1, Run: "true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.WaitJob(ctx, "c", resp.JobID, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Status != api.JobFailedDriver || j.Task != nil {
+		t.Errorf("job = %s (task sent: %v), want FAILED_DRIVER without its task", j.Status, j.Task != nil)
+	}
+	if _, err := c.WaitJob(ctx, "c", resp.JobID+1, 20); !client.IsNotFound(err) {
+		t.Errorf("wait for a job that does not exist: %v, want not found", err)
+	}
+}

@@ -285,21 +285,24 @@ func followJob(ctx context.Context, c *client.Client, cluster string, id int64) 
 		}
 		return err
 	}
-	var j *api.Job
-	var err error
-	for i := 0; ; i++ {
-		j, err = c.Job(ctx, cluster, id)
+	// The log ends when the job ends on the head; its state may reach the
+	// coordinator a moment later (a replica may be down), which the
+	// coordinator waits for. One that answers at once (an older build) is
+	// asked again after a pause.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		asked := time.Now()
+		j, err := c.WaitJob(ctx, cluster, id, 10)
 		if err != nil {
 			return err
 		}
-		// The log ends when the job ends on the head; its state may reach
-		// the coordinator a moment later (a replica may be down).
-		if j.Status.Terminal() || i > 600 {
-			break
+		if j.Status.Terminal() || time.Now().After(deadline) {
+			return jobResult(j)
 		}
-		time.Sleep(50 * time.Millisecond)
+		if time.Since(asked) < time.Second {
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
-	return jobResult(j)
 }
 
 // detached is what Ctrl-C during log streaming returns: the job goes on.
