@@ -397,7 +397,7 @@ func groupByDir(items []int, dir func(int) string) [][]int {
 // writeFile writes e's content, mode and mtime to a new file at path and
 // returns its record.
 func (a *applier) writeFile(ctx context.Context, path string, e *Entry, buf []byte) (rec fileRecord, err error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := openFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return rec, err
 	}

@@ -298,7 +298,7 @@ func (t *Tree) hashFiles(ctx context.Context, infos []fs.FileInfo, opts BuildOpt
 }
 
 func chunkFile(ctx context.Context, fc *fileChunker, abs string) ([]ChunkRef, int64, error) {
-	f, err := os.Open(abs)
+	f, err := openFile(abs, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -373,7 +373,7 @@ func (t *Tree) Get(_ context.Context, id ChunkID) (io.ReadCloser, error) {
 	if e.Path != RootPath {
 		abs = filepath.Join(t.root, filepath.FromSlash(e.Path))
 	}
-	f, err := os.Open(abs)
+	f, err := openFile(abs, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", e.Path, err)
 	}

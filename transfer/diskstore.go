@@ -354,7 +354,7 @@ func (s *DiskStore) Get(ctx context.Context, id ChunkID) (io.ReadCloser, error) 
 	if !ok {
 		return nil, fmt.Errorf("chunk %s: %w", id, ErrChunkNotFound)
 	}
-	f, err := os.Open(filepath.Join(s.dir, packsDir, loc.pack))
+	f, err := openFile(filepath.Join(s.dir, packsDir, loc.pack), os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Another process sharing the directory removed the pack (and may
 		// have stored the chunk again since): forget the pack, look again.
@@ -366,7 +366,7 @@ func (s *DiskStore) Get(ctx context.Context, id ChunkID) (io.ReadCloser, error) 
 			return nil, fmt.Errorf("chunk %s: %w (its pack was removed)", id, ErrChunkNotFound)
 		}
 		loc = again
-		f, err = os.Open(filepath.Join(s.dir, packsDir, loc.pack))
+		f, err = openFile(filepath.Join(s.dir, packsDir, loc.pack), os.O_RDONLY, 0)
 	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -413,10 +413,15 @@ type fileSectioner interface {
 func copyChunkTo(dst *os.File, rc io.Reader, buf []byte) (int64, error) {
 	if fsec, ok := rc.(fileSectioner); ok {
 		f, off, size := fsec.fileSection()
-		if _, err := f.Seek(off, io.SeekStart); err != nil {
-			return 0, err
+		n := copyRange(dst, f, off, size)
+		if n == size {
+			return n, nil
 		}
-		return io.Copy(dst, &io.LimitedReader{R: f, N: size}) // copy_file_range
+		if _, err := f.Seek(off+n, io.SeekStart); err != nil {
+			return n, err
+		}
+		m, err := io.Copy(dst, &io.LimitedReader{R: f, N: size - n})
+		return n + m, err
 	}
 	if f, ok := rc.(*os.File); ok {
 		return io.Copy(dst, f)

@@ -211,7 +211,7 @@ func (es *earlySender) send(batch []earlyChunk) error {
 	es.m.grow(len(refs), size)
 	open := func(id ChunkID) (io.ReadCloser, error) {
 		c := where[id]
-		f, err := os.Open(c.abs)
+		f, err := openFile(c.abs, os.O_RDONLY, 0)
 		if err != nil {
 			return nil, err
 		}
