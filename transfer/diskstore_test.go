@@ -362,3 +362,51 @@ func TestDiskStoreKeepsWhatMissingConfirmed(t *testing.T) {
 		t.Errorf("Retain removed %d chunks, want the 2 left", n)
 	}
 }
+
+// A chunk is copied out of its pack at its own offset, whatever the
+// destination's position and filesystem: in the kernel where it can be,
+// by reading where the kernel refuses (another filesystem).
+func TestCopyChunkOutOfAPack(t *testing.T) {
+	s, err := NewDiskStore(t.TempDir())
+	mustNo(t, err)
+	ctx := context.Background()
+	chunks := []string{strings.Repeat("a", 5000), strings.Repeat("bc", 70_000), "last"}
+	b := s.newBatch()
+	ids := make([]ChunkID, len(chunks))
+	for i, c := range chunks {
+		ids[i] = HashChunk([]byte(c))
+		mustNo(t, b.Put(ctx, ids[i], strings.NewReader(c)))
+	}
+	mustNo(t, b.Commit())
+	dirs := []string{t.TempDir()}
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		d, err := os.MkdirTemp("/dev/shm", "sky-coord-test-")
+		mustNo(t, err)
+		t.Cleanup(func() { os.RemoveAll(d) })
+		dirs = append(dirs, d)
+	}
+	for _, dir := range dirs {
+		dst, err := openFile(filepath.Join(dir, "out"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		mustNo(t, err)
+		_, err = dst.WriteString("prefix:")
+		mustNo(t, err)
+		want := "prefix:"
+		for i := len(ids) - 1; i >= 0; i-- { // not in pack order
+			rc, err := s.Get(ctx, ids[i])
+			mustNo(t, err)
+			n, err := copyChunkTo(dst, rc, make([]byte, 4096))
+			rc.Close()
+			mustNo(t, err)
+			if n != int64(len(chunks[i])) {
+				t.Errorf("%s: chunk %d: copied %d bytes, want %d", dir, i, n, len(chunks[i]))
+			}
+			want += chunks[i]
+		}
+		mustNo(t, dst.Close())
+		got, err := os.ReadFile(filepath.Join(dir, "out"))
+		mustNo(t, err)
+		if string(got) != want {
+			t.Errorf("%s: the copies hold %d bytes that differ from the chunks (%d bytes)", dir, len(got), len(want))
+		}
+	}
+}
