@@ -148,12 +148,12 @@ func (s *DiskStore) readNewPacks(cleanup bool) error {
 		}
 		s.packs[name] = true
 		if idx, ok := cache[name]; ok {
-			read = append(read, packIndex{name, idx})
+			read = append(read, packIndex{name: name, idx: idx})
 			total += len(idx)
 			continue
 		}
 		fresh++
-		idx, err := readPackIndex(p)
+		idx, mtime, err := readPackIndex(p)
 		if err != nil {
 			// A damaged pack holds nothing we can trust: its chunks will
 			// be fetched again.
@@ -162,7 +162,7 @@ func (s *DiskStore) readNewPacks(cleanup bool) error {
 			}
 			continue
 		}
-		read = append(read, packIndex{name, idx})
+		read = append(read, packIndex{name, idx, mtime})
 		total += len(idx)
 	}
 	if len(s.index) == 0 && total > 0 {
@@ -176,16 +176,27 @@ func (s *DiskStore) readNewPacks(cleanup bool) error {
 	return nil
 }
 
-// packIndex is the index of one pack, by name.
+// packIndex is the index of one pack, by name, and the pack's
+// modification time when it was read from the pack itself.
 type packIndex struct {
-	name string
-	idx  []packEntry
+	name  string
+	idx   []packEntry
+	mtime time.Time
 }
 
 // addPacks adds the packs' chunks to the index; a chunk already there
-// stays where it was. s.mu is held.
+// stays where it was. A pack's modification time, where it was read,
+// counts as its last refresh (see refreshed): Missing need not move the
+// time of a pack another process wrote moments ago, which every node
+// sharing a store would otherwise do for each new pack. s.mu is held.
 func (s *DiskStore) addPacks(read []packIndex) {
 	for _, r := range read {
+		if r.mtime.After(s.refreshed[r.name]) {
+			if s.refreshed == nil {
+				s.refreshed = make(map[string]time.Time)
+			}
+			s.refreshed[r.name] = r.mtime
+		}
 		for _, c := range r.idx {
 			if _, ok := s.index[c.id]; !ok {
 				s.index[c.id] = chunkInPack{pack: r.name, off: c.off, size: c.size}
@@ -219,36 +230,37 @@ type packEntry struct {
 	off, size int64
 }
 
-// readPackIndex reads the index at the end of a pack file.
-func readPackIndex(path string) ([]packEntry, error) {
-	f, err := os.Open(path)
+// readPackIndex reads the index at the end of a pack file, and returns it
+// with the pack's modification time.
+func readPackIndex(path string) ([]packEntry, time.Time, error) {
+	f, err := openFile(path, os.O_RDONLY, 0)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	defer f.Close() // read only
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	size := fi.Size()
 	if size < packFooterSize {
-		return nil, errors.New("pack too short")
+		return nil, time.Time{}, errors.New("pack too short")
 	}
 	var footer [packFooterSize]byte
 	if _, err := f.ReadAt(footer[:], size-packFooterSize); err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	if string(footer[8:]) != packMagic {
-		return nil, errors.New("not a pack")
+		return nil, time.Time{}, errors.New("not a pack")
 	}
 	n := binary.BigEndian.Uint64(footer[:8])
 	if n > uint64(size/packEntrySize) {
-		return nil, errors.New("bad pack index")
+		return nil, time.Time{}, errors.New("bad pack index")
 	}
 	idxStart := size - packFooterSize - int64(n)*packEntrySize
 	buf := make([]byte, int64(n)*packEntrySize)
 	if _, err := f.ReadAt(buf, idxStart); err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	entries := make([]packEntry, n)
 	for i := range entries {
@@ -257,10 +269,10 @@ func readPackIndex(path string) ([]packEntry, error) {
 		entries[i].off = int64(binary.BigEndian.Uint64(b[32:40]))
 		entries[i].size = int64(binary.BigEndian.Uint64(b[40:48]))
 		if entries[i].off < 0 || entries[i].size < 0 || entries[i].off+entries[i].size > idxStart {
-			return nil, errors.New("bad pack index")
+			return nil, time.Time{}, errors.New("bad pack index")
 		}
 	}
-	return entries, nil
+	return entries, fi.ModTime(), nil
 }
 
 // Dir returns the store's directory.

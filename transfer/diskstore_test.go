@@ -363,6 +363,33 @@ func TestDiskStoreKeepsWhatMissingConfirmed(t *testing.T) {
 	}
 }
 
+// Missing moves the time of a pack only when it is older than
+// refreshEvery: a pack written moments ago (by another process sharing the
+// directory, as every node's re-sync finds the head's) keeps its time.
+func TestDiskStoreMissingTouchesOnlyOldPacks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, c := range []struct {
+		age     time.Duration
+		touched bool
+	}{{refreshEvery / 2, false}, {2 * refreshEvery, true}} {
+		w, s := sharedStores(t)
+		id := putString(t, w, fmt.Sprintf("a pack %s old", c.age))
+		packs, err := filepath.Glob(filepath.Join(w.Dir(), packsDir, "*"+packSuffix))
+		mustNo(t, err)
+		then := time.Now().Add(-c.age).Truncate(time.Second)
+		mustNo(t, os.Chtimes(packs[0], then, then))
+		if missing, err := s.Missing(ctx, []ChunkID{id}); err != nil || len(missing) != 0 {
+			t.Fatalf("Missing = %v, %v", missing, err)
+		}
+		fi, err := os.Stat(packs[0])
+		mustNo(t, err)
+		if touched := !fi.ModTime().Equal(then); touched != c.touched {
+			t.Errorf("a pack %s old: touched = %v, want %v", c.age, touched, c.touched)
+		}
+	}
+}
+
 // A chunk is copied out of its pack at its own offset, whatever the
 // destination's position and filesystem: in the kernel where it can be,
 // by reading where the kernel refuses (another filesystem).

@@ -71,11 +71,11 @@ func (s *DiskStore) readLoggedPacks() error {
 			continue
 		}
 		s.packs[name] = true
-		idx, err := readPackIndex(filepath.Join(s.dir, packsDir, name))
+		idx, mtime, err := readPackIndex(filepath.Join(s.dir, packsDir, name))
 		if err != nil {
 			continue // removed since, or damaged: its chunks are fetched again
 		}
-		read = append(read, packIndex{name, idx})
+		read = append(read, packIndex{name, idx, mtime})
 	}
 	s.addPacks(read)
 	return nil
