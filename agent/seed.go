@@ -130,8 +130,12 @@ func (a *Agent) ensureTree(ctx context.Context, id transfer.ChunkID, m *transfer
 }
 
 // isNewDir reports whether dest is missing or an empty directory, and no
-// mount point.
+// mount point. A mount point (a view seedTree mounted, on every re-sync)
+// is told by two stats, before dest is opened and listed.
 func isNewDir(dest string) bool {
+	if isMountPoint(dest) {
+		return false
+	}
 	f, err := os.Open(dest)
 	if errors.Is(err, os.ErrNotExist) {
 		return true
@@ -141,7 +145,7 @@ func isNewDir(dest string) bool {
 	}
 	defer f.Close() // read only
 	fi, err := f.Stat()
-	if err != nil || !fi.IsDir() || isMountPoint(dest) {
+	if err != nil || !fi.IsDir() {
 		return false
 	}
 	_, err = f.Readdirnames(1)
