@@ -33,3 +33,11 @@ func (t TokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	SetToken(r, t.Token)
 	return t.Next.RoundTrip(r)
 }
+
+// CloseIdleConnections closes Next's idle connections, where it keeps
+// any (http.Client.CloseIdleConnections reaches them through this).
+func (t TokenTransport) CloseIdleConnections() {
+	if c, ok := t.Next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}

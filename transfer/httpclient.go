@@ -39,6 +39,9 @@ func HTTPSource(baseURL string, client *http.Client) *HTTPStore {
 	return &HTTPStore{base: strings.TrimSuffix(baseURL, "/"), client: client}
 }
 
+// CloseIdle closes the connections the store's client keeps open.
+func (h *HTTPStore) CloseIdle() { h.client.CloseIdleConnections() }
+
 // String returns the base URL, for error messages.
 func (h *HTTPStore) String() string { return h.base }
 

@@ -46,9 +46,34 @@ type Service struct {
 
 	mu       sync.Mutex
 	trees    map[string]*treeState // by snapshot file
+	store    *coordinatorStore     // the last coordinator uploaded to
 	uses     uint64
 	saves    sync.WaitGroup // timers writing snapshot files
 	stopping chan struct{}  // closed when Serve returns: the timers write now
+}
+
+// coordinatorStore is a coordinator's chunk store, kept from one upload
+// to the next so that its connections are reused: a re-sync's upload is a
+// few small requests, and a new connection (and client) for each was a
+// good part of it.
+type coordinatorStore struct {
+	addr, token string
+	store       *transfer.HTTPStore
+}
+
+// chunks returns the chunk store of the coordinator at addr, reached with
+// token: the one the last upload used when it is the same.
+func (s *Service) chunks(addr, token string) *transfer.HTTPStore {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.store; c != nil && c.addr == addr && c.token == token {
+		return c.store
+	}
+	if s.store != nil {
+		s.store.store.CloseIdle() // another coordinator, or a new token
+	}
+	s.store = &coordinatorStore{addr: addr, token: token, store: client.New(addr, token).Chunks()}
+	return s.store.store
 }
 
 // treeState is what the Service holds of one tree: its last description,
@@ -221,10 +246,16 @@ func (t *treeState) save(log *slog.Logger, file string) {
 	t.file, _ = stampOf(file)
 }
 
-// flush writes, at once, the descriptions that timers are to write.
+// flush writes, at once, the descriptions that timers are to write, and
+// closes the connections kept to the coordinator.
 func (s *Service) flush() {
 	close(s.stopping)
 	s.saves.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.store != nil {
+		s.store.store.CloseIdle()
+	}
 }
 
 // current returns t's description, read from file again when the file
@@ -282,7 +313,7 @@ func (s *Service) upload(ctx context.Context, req Request, progress transfer.Pro
 	if parallel <= 0 {
 		parallel = 8
 	}
-	store := client.New(req.Addr, req.Token).Chunks()
+	store := s.chunks(req.Addr, req.Token)
 	tree, id, st, err := transfer.RebuildAndUpload(ctx, snap, changes.Paths, transfer.BuildOptions{Progress: progress},
 		store, transfer.UploadOptions{Parallel: parallel, Progress: progress})
 	if errors.Is(err, transfer.ErrRescan) || errors.Is(err, transfer.ErrBadManifest) {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,7 @@ type rig struct {
 	watcher                  *fswatch.Daemon
 	logs                     *syncBuffer
 	stop                     func()
+	conns                    atomic.Int64 // connections the coordinator accepted
 }
 
 type syncBuffer struct {
@@ -64,13 +66,19 @@ func newRig(t *testing.T) *rig {
 	r.store, err = transfer.NewDiskStore(filepath.Join(root, "chunks"))
 	must(t, err)
 	h := http.StripPrefix("/v1/chunks", transfer.ChunkHandler(r.store, transfer.HandlerOptions{AllowPut: true}))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if api.RequestToken(req) != testToken {
 			http.Error(w, "bad token", http.StatusUnauthorized)
 			return
 		}
 		h.ServeHTTP(w, req)
 	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			r.conns.Add(1)
+		}
+	}
+	srv.Start()
 	r.addr = strings.TrimPrefix(srv.URL, "http://")
 	log := slog.New(slog.NewTextHandler(r.logs, nil))
 	r.watcher, err = fswatch.NewDaemon(log, filepath.Join(root, "watch"), fswatch.Options{})
@@ -195,6 +203,11 @@ func TestServiceUploadsFromTheDescriptionItHolds(t *testing.T) {
 			}
 		}
 		base = want
+	}
+
+	// The uploads shared their connections to the coordinator.
+	if n := r.conns.Load(); n > 2 {
+		t.Errorf("3 uploads opened %d connections to the coordinator, want them kept from one upload to the next", n)
 	}
 
 	// The snapshot file catches up, at the latest when the Service stops.
