@@ -317,9 +317,9 @@ func (a *applier) place(ctx context.Context, i int, touched map[string]bool) err
 		if errors.Is(err, syscall.EXDEV) && e.Type == TypeFile {
 			// A mount point inside dst: write again beside the target.
 			tmp := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".sky-tmp-"+randomHex())
-			buf := copyBufPool.Get().(*[]byte)
-			rec, werr := a.writeFile(ctx, tmp, e, *buf)
-			copyBufPool.Put(buf)
+			var buf copyBuffer
+			rec, werr := a.writeFile(ctx, tmp, e, &buf)
+			buf.release()
 			if werr != nil {
 				_ = os.Remove(tmp) // best effort: werr says what failed
 				return werr
@@ -354,11 +354,11 @@ func (a *applier) writeFiles(ctx context.Context, files []int) error {
 	groups := groupByDir(files, func(i int) string { return filepath.Dir(a.act(i).staged) })
 	m := newMeter(a.opts.Progress, "apply", len(files), total)
 	err := eachParallel(ctx, a.opts.Workers, len(groups), func(ctx context.Context, g int) error {
-		buf := copyBufPool.Get().(*[]byte)
-		defer copyBufPool.Put(buf)
+		var buf copyBuffer
+		defer buf.release()
 		for _, i := range groups[g] {
 			e, act := &a.m.Entries[i], a.act(i)
-			rec, err := a.writeFile(ctx, act.staged, e, *buf)
+			rec, err := a.writeFile(ctx, act.staged, e, &buf)
 			if err != nil {
 				return err
 			}
@@ -396,7 +396,7 @@ func groupByDir(items []int, dir func(int) string) [][]int {
 
 // writeFile writes e's content, mode and mtime to a new file at path and
 // returns its record.
-func (a *applier) writeFile(ctx context.Context, path string, e *Entry, buf []byte) (rec fileRecord, err error) {
+func (a *applier) writeFile(ctx context.Context, path string, e *Entry, buf *copyBuffer) (rec fileRecord, err error) {
 	f, err := openFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return rec, err

@@ -421,31 +421,69 @@ type fileSectioner interface {
 }
 
 // copyChunkTo copies a chunk reader into dst, in the kernel when the chunk
-// is a section of a file.
-func copyChunkTo(dst *os.File, rc io.Reader, buf []byte) (int64, error) {
+// is a section of a file; buf lends a buffer to what the kernel cannot
+// copy.
+func copyChunkTo(dst *os.File, rc io.Reader, buf *copyBuffer) (int64, error) {
 	if fsec, ok := rc.(fileSectioner); ok {
 		f, off, size := fsec.fileSection()
 		n := copyRange(dst, f, off, size)
 		if n == size {
 			return n, nil
 		}
-		if _, err := f.Seek(off+n, io.SeekStart); err != nil {
-			return n, err
-		}
-		m, err := io.Copy(dst, &io.LimitedReader{R: f, N: size - n})
+		m, err := io.CopyBuffer(onlyWriter{dst}, io.NewSectionReader(f, off+n, size-n), buf.get(size-n))
 		return n + m, err
 	}
 	if f, ok := rc.(*os.File); ok {
 		return io.Copy(dst, f)
 	}
-	return io.CopyBuffer(dst, onlyReader{rc}, buf)
+	return io.CopyBuffer(dst, onlyReader{rc}, buf.get(-1))
 }
 
 // onlyReader hides every method but Read, so io.CopyBuffer uses its buffer.
 type onlyReader struct{ io.Reader }
 
+// onlyWriter hides every method but Write, so io.CopyBuffer uses its buffer.
+type onlyWriter struct{ io.Writer }
+
 // copyBufPool holds the buffers chunks are copied through.
-var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+const copyBufSize = 1 << 20
+
+// copyBuffer lends a writer of files a buffer from copyBufPool when a copy
+// first needs one, and a small one of its own for a small copy: most
+// copies stay in the kernel, and a buffer the pool must make afresh costs
+// its page faults (about 3 ms for 1 MB), more than a re-sync of one file.
+type copyBuffer struct {
+	pooled *[]byte
+	small  []byte
+}
+
+// get returns a buffer for a copy of n bytes (n < 0: unknown).
+func (c *copyBuffer) get(n int64) []byte {
+	switch {
+	case c.pooled != nil:
+		return *c.pooled
+	case n >= 0 && n <= smallCopy:
+		if c.small == nil {
+			c.small = make([]byte, smallCopy)
+		}
+		return c.small
+	}
+	c.pooled = copyBufPool.Get().(*[]byte)
+	return *c.pooled
+}
+
+// smallCopy is the largest copy copyBuffer serves without the pool.
+const smallCopy = 32 << 10
+
+// release gives the pooled buffer back.
+func (c *copyBuffer) release() {
+	if c.pooled != nil {
+		copyBufPool.Put(c.pooled)
+		c.pooled = nil
+	}
+}
 
 // Put stores one chunk, as a pack of one.
 func (s *DiskStore) Put(ctx context.Context, id ChunkID, r io.Reader) error {

@@ -390,6 +390,30 @@ func TestDiskStoreMissingTouchesOnlyOldPacks(t *testing.T) {
 	}
 }
 
+// A copy takes a buffer from the pool only when it is large: a small one
+// would pay for the pool's fresh megabyte when the pool is empty.
+func TestCopyBufferPoolsOnlyLargeCopies(t *testing.T) {
+	var b copyBuffer
+	if got := b.get(24); len(got) < 24 || len(got) > smallCopy || b.pooled != nil {
+		t.Errorf("a 24-byte copy got a buffer of %d bytes, pooled %v; want a small one of its own", len(got), b.pooled != nil)
+	}
+	if got := b.get(smallCopy + 1); len(got) != copyBufSize || b.pooled == nil {
+		t.Errorf("a copy of %d bytes got a buffer of %d bytes, pooled %v; want the pool's", smallCopy+1, len(got), b.pooled != nil)
+	}
+	if got := b.get(24); len(got) != copyBufSize {
+		t.Errorf("after a large copy a small one got %d bytes; want the pooled buffer it already holds", len(got))
+	}
+	var u copyBuffer
+	if got := u.get(-1); len(got) != copyBufSize {
+		t.Errorf("a copy of unknown length got %d bytes; want the pool's %d", len(got), copyBufSize)
+	}
+	u.release()
+	b.release()
+	if b.pooled != nil {
+		t.Error("release kept the pooled buffer")
+	}
+}
+
 // A chunk is copied out of its pack at its own offset, whatever the
 // destination's position and filesystem: in the kernel where it can be,
 // by reading where the kernel refuses (another filesystem).
@@ -418,10 +442,12 @@ func TestCopyChunkOutOfAPack(t *testing.T) {
 		_, err = dst.WriteString("prefix:")
 		mustNo(t, err)
 		want := "prefix:"
+		var buf copyBuffer
+		defer buf.release()
 		for i := len(ids) - 1; i >= 0; i-- { // not in pack order
 			rc, err := s.Get(ctx, ids[i])
 			mustNo(t, err)
-			n, err := copyChunkTo(dst, rc, make([]byte, 4096))
+			n, err := copyChunkTo(dst, rc, &buf)
 			rc.Close()
 			mustNo(t, err)
 			if n != int64(len(chunks[i])) {
