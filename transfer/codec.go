@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"unsafe"
+
+	"github.com/zeebo/blake3"
 )
 
 // The canonical manifest encoding is binary and compact, so a node decodes
@@ -33,29 +35,35 @@ func appendEntries(b []byte, entries []Entry) []byte {
 	b = binary.AppendUvarint(b, uint64(len(entries)))
 	prev := ""
 	for i := range entries {
-		e := &entries[i]
-		shared := 0
-		for shared < len(prev) && shared < len(e.Path) && prev[shared] == e.Path[shared] {
-			shared++
+		b = appendEntry(b, prev, &entries[i])
+		prev = entries[i].Path
+	}
+	return b
+}
+
+// appendEntry writes e to b, its path as what it shares with prev, the
+// path of the entry before it, and the rest.
+func appendEntry(b []byte, prev string, e *Entry) []byte {
+	shared := 0
+	for shared < len(prev) && shared < len(e.Path) && prev[shared] == e.Path[shared] {
+		shared++
+	}
+	b = binary.AppendUvarint(b, uint64(shared))
+	b = binary.AppendUvarint(b, uint64(len(e.Path)-shared))
+	b = append(b, e.Path[shared:]...)
+	b = append(b, typeCodes[e.Type])
+	b = binary.AppendUvarint(b, uint64(e.Mode))
+	b = binary.AppendVarint(b, e.MTime)
+	switch e.Type {
+	case TypeFile:
+		b = binary.AppendUvarint(b, uint64(len(e.Chunks)))
+		for _, c := range e.Chunks {
+			b = append(b, c.ID[:]...)
+			b = binary.AppendUvarint(b, uint64(c.Size))
 		}
-		b = binary.AppendUvarint(b, uint64(shared))
-		b = binary.AppendUvarint(b, uint64(len(e.Path)-shared))
-		b = append(b, e.Path[shared:]...)
-		b = append(b, typeCodes[e.Type])
-		b = binary.AppendUvarint(b, uint64(e.Mode))
-		b = binary.AppendVarint(b, e.MTime)
-		switch e.Type {
-		case TypeFile:
-			b = binary.AppendUvarint(b, uint64(len(e.Chunks)))
-			for _, c := range e.Chunks {
-				b = append(b, c.ID[:]...)
-				b = binary.AppendUvarint(b, uint64(c.Size))
-			}
-		case TypeSymlink:
-			b = binary.AppendUvarint(b, uint64(len(e.Target)))
-			b = append(b, e.Target...)
-		}
-		prev = e.Path
+	case TypeSymlink:
+		b = binary.AppendUvarint(b, uint64(len(e.Target)))
+		b = append(b, e.Target...)
 	}
 	return b
 }
@@ -202,6 +210,33 @@ func encodeManifest(m *Manifest) []byte {
 	b = append(b, manifestMagic...)
 	return appendEntries(b, m.Entries)
 }
+
+// hashManifest returns the id of m's canonical encoding (m validated),
+// hashing the encoding a piece at a time: a re-sync that checks the id of
+// a manifest it built would otherwise make, and fault in, the whole
+// encoding (300 KB for 5,000 files) only to hash it.
+func hashManifest(m *Manifest) ChunkID {
+	h := blake3.New()
+	b := make([]byte, 0, hashPiece+1024)
+	b = append(b, manifestMagic...)
+	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
+	prev := ""
+	for i := range m.Entries {
+		if len(b) >= hashPiece {
+			_, _ = h.Write(b) // a Hasher's Write never fails
+			b = b[:0]
+		}
+		b = appendEntry(b, prev, &m.Entries[i])
+		prev = m.Entries[i].Path
+	}
+	_, _ = h.Write(b)
+	var id ChunkID
+	h.Sum(id[:0])
+	return id
+}
+
+// hashPiece is how much of an encoding hashManifest hashes at a time.
+const hashPiece = 16 << 10
 
 // decodeManifest reads the binary encoding, without validating it.
 func decodeManifest(data []byte) (Manifest, error) {

@@ -156,11 +156,10 @@ func (m *Manifest) Encode() ([]byte, error) {
 // ID returns the id of the manifest's encoding, which is also the name it
 // is stored under in a ChunkStore.
 func (m *Manifest) ID() (ChunkID, error) {
-	data, err := m.Encode()
-	if err != nil {
+	if err := m.Validate(); err != nil {
 		return ChunkID{}, err
 	}
-	return HashChunk(data), nil
+	return hashManifest(m), nil
 }
 
 // ErrBadManifest is wrapped by every error DecodeManifest and

@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,6 +42,34 @@ func TestManifestEncodeDecode(t *testing.T) {
 	}
 	if len(m.Chunks()) != 1 {
 		t.Fatalf("Chunks() = %d, want 1 distinct", len(m.Chunks()))
+	}
+}
+
+// The id of a manifest whose encoding spans many of the pieces ID hashes
+// at a time is still the hash of the whole encoding.
+func TestManifestIDHashesTheWholeEncoding(t *testing.T) {
+	t.Parallel()
+	m := Manifest{Version: ManifestVersion, Entries: []Entry{{Path: RootPath, Type: TypeDir, Mode: 0o755}}}
+	long := strings.Repeat("x", 3000) // an entry larger than what is left of a piece
+	for d := range 20 {
+		dir := fmt.Sprintf("d%02d", d)
+		m.Entries = append(m.Entries, Entry{Path: dir, Type: TypeDir, Mode: 0o755, MTime: int64(d)})
+		for f := range 150 {
+			id := HashChunk([]byte(fmt.Sprint(d, f)))
+			m.Entries = append(m.Entries, Entry{Path: fmt.Sprintf("%s/f%03d", dir, f), Type: TypeFile, Mode: 0o644,
+				MTime: int64(f) << 40, Size: 7, Chunks: []ChunkRef{{ID: id, Size: 3}, {ID: id, Size: 4}}})
+		}
+		m.Entries = append(m.Entries, Entry{Path: dir + "/l" + long, Type: TypeSymlink, Target: long})
+	}
+	data, err := m.Encode()
+	mustNo(t, err)
+	if len(data) < 5*hashPiece {
+		t.Fatalf("the encoding is %d bytes; the test wants several pieces of %d", len(data), hashPiece)
+	}
+	id, err := m.ID()
+	mustNo(t, err)
+	if id != HashChunk(data) {
+		t.Fatalf("ID() = %s, the hash of the encoding is %s", id, HashChunk(data))
 	}
 }
 
