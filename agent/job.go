@@ -220,7 +220,7 @@ func (a *Agent) postEvent(url string, body []byte) (retry bool, err error) {
 	if err != nil {
 		return true, err
 	}
-	defer resp.Body.Close() // read only
+	defer api.CloseBody(resp.Body)
 	switch {
 	case resp.StatusCode/100 == 2:
 		return false, nil

@@ -84,7 +84,7 @@ func (r remoteNode) sync(ctx context.Context, req api.NodeSyncRequest) error {
 	if err != nil {
 		return err
 	}
-	return resp.Body.Close()
+	return api.CloseBody(resp.Body)
 }
 
 func (r remoteNode) kill(ctx context.Context, jobID int64) error {
@@ -92,7 +92,7 @@ func (r remoteNode) kill(ctx context.Context, jobID int64) error {
 	if err != nil {
 		return err
 	}
-	return resp.Body.Close()
+	return api.CloseBody(resp.Body)
 }
 
 func (r remoteNode) exec(ctx context.Context, req api.NodeExecRequest, emit frameFunc) error {
@@ -100,21 +100,24 @@ func (r remoteNode) exec(ctx context.Context, req api.NodeExecRequest, emit fram
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close() // read only
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var f api.ExecFrame
 		if err := dec.Decode(&f); err != nil {
+			resp.Body.Close() // read only
 			if errors.Is(err, io.EOF) {
 				return errNoExit
 			}
 			return fmt.Errorf("read exec stream: %w", err)
 		}
 		if err := emit(f); err != nil {
+			resp.Body.Close() // read only
 			return err
 		}
 		if f.Exit != nil {
-			return nil
+			// The node ends the stream right after the exit code;
+			// reading to that end keeps the connection for the next job.
+			return api.CloseBody(resp.Body)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"io"
 	"net/http"
 	"strings"
 )
@@ -40,4 +41,13 @@ func (t TokenTransport) CloseIdleConnections() {
 	if c, ok := t.Next.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
+}
+
+// CloseBody reads what is left of a response body, up to 64 KiB, and
+// closes it. A client's connection goes back to its pool for the next
+// request only when the body was read to its end; closed before that, the
+// connection is closed too, and the next request to that host dials anew.
+func CloseBody(body io.ReadCloser) error {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10)) // what is left is of no use; Close reports a broken stream
+	return body.Close()
 }

@@ -66,7 +66,7 @@ func (a *agentClient) do(ctx context.Context, method, addr, token, path string, 
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", addr, err)
 	}
-	defer resp.Body.Close()
+	defer api.CloseBody(resp.Body)
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return &statusError{code: resp.StatusCode, msg: fmt.Sprintf("agent %s: %s %s: %s: %s", addr, method, path, resp.Status, bytes.TrimSpace(msg))}
@@ -74,7 +74,6 @@ func (a *agentClient) do(ctx context.Context, method, addr, token, path string, 
 	if out != nil {
 		return json.NewDecoder(resp.Body).Decode(out)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
 	return nil
 }
 

@@ -274,7 +274,7 @@ func (s *Server) peerCall(ctx context.Context, hc *http.Client, addr, method, pa
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer api.CloseBody(resp.Body)
 	if resp.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("%s %s on %s: %s: %s", method, path, addr, resp.Status, strings.TrimSpace(string(b)))

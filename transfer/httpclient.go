@@ -143,6 +143,9 @@ func (h *HTTPStore) GetMany(ctx context.Context, ids []ChunkID, fn func(ChunkID,
 			return fmt.Errorf("get chunks from %s: %w", h.base, err)
 		}
 		if end {
+			// Read the response to its end: only then does the
+			// connection serve the next request.
+			_, _ = io.Copy(io.Discard, io.LimitReader(br, 64<<10)) // the chunks are all in
 			return nil
 		}
 		if !want[id] {
