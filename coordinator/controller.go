@@ -5,8 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/sky-coord/sky-coord/coordinator/state"
 )
 
@@ -64,7 +62,7 @@ func (c *controller) run(ctx context.Context) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
-		if c.s.raft.State() == raft.Leader {
+		if c.s.catchUp() {
 			c.scan(ctx)
 		}
 		select {

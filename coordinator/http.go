@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/sky-coord/sky-coord/api"
 	"github.com/sky-coord/sky-coord/coordinator/fsm"
 	"github.com/sky-coord/sky-coord/coordinator/state"
@@ -140,7 +138,7 @@ func decodeBody(r *http.Request, v any) error {
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, api.ServerHealth{Version: s.cfg.Version, Leader: s.raft.State() == raft.Leader, PID: os.Getpid()})
+	writeJSON(w, http.StatusOK, api.ServerHealth{Version: s.cfg.Version, Leader: s.leading(), PID: os.Getpid()})
 }
 
 func (s *Server) handleShutdown(w http.ResponseWriter, r *http.Request) {

@@ -290,6 +290,12 @@ func (s *Server) peerCall(ctx context.Context, hc *http.Client, addr, method, pa
 func (s *Server) forwardWrites(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		write := r.Method != http.MethodGet && r.Method != http.MethodHead
+		if write && s.raft.State() == raft.Leader && !s.catchUp() {
+			// A write decided on a state still being replayed could
+			// undo what the log already holds.
+			writeError(w, http.StatusServiceUnavailable, errors.New("the coordinator is catching up with its log; retry in a moment"))
+			return
+		}
 		if !write || s.cfg.RaftBind == "" || s.raft.State() == raft.Leader || strings.HasPrefix(r.URL.Path, "/v1/cluster/self") {
 			next.ServeHTTP(w, r)
 			return

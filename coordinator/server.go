@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -97,6 +98,11 @@ type Server struct {
 
 	catalogs catalogCache
 	formed   bool // the Raft cluster has a configuration
+
+	// caughtUpTerm is the last Raft term in which this replica, leading,
+	// had applied every entry committed before the term began (catchUp).
+	caughtUpTerm atomic.Uint64
+	catchUpMu    sync.Mutex
 
 	ctrl     *controller
 	watcher  *watcher
@@ -250,9 +256,10 @@ func (s *Server) changes() <-chan struct{} {
 }
 
 // WaitLeader waits until this replica leads (a single replica elects
-// itself within a heartbeat timeout) or ctx ends.
+// itself within a heartbeat timeout) and has caught up with its log
+// (catchUp), or ctx ends.
 func (s *Server) WaitLeader(ctx context.Context) error {
-	for s.raft.State() != raft.Leader {
+	for s.raft.State() != raft.Leader || !s.catchUp() {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("no Raft leader elected: %w", ctx.Err())
@@ -260,6 +267,40 @@ func (s *Server) WaitLeader(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// catchUp reports whether this replica leads with every entry committed
+// before its term applied to its state, waiting for that once per term
+// (raft.Barrier). A replica that becomes leader, a restarted one above
+// all, first holds the state of the snapshot it started from while the
+// log after it is still being applied: acting on that state re-ran
+// launches and teardowns finished long before, and recorded an old
+// cluster's nodes over a live one's.
+func (s *Server) catchUp() bool {
+	if s.raft.State() != raft.Leader {
+		return false
+	}
+	term := s.raft.CurrentTerm()
+	if s.caughtUpTerm.Load() == term {
+		return true
+	}
+	s.catchUpMu.Lock()
+	defer s.catchUpMu.Unlock()
+	if s.caughtUpTerm.Load() == term {
+		return true
+	}
+	if err := s.raft.Barrier(10 * time.Second).Error(); err != nil {
+		s.log.Warn("catch up with the log before leading", "term", term, "err", err)
+		return false
+	}
+	s.caughtUpTerm.Store(term)
+	return true
+}
+
+// leading reports, without waiting, whether this replica leads and has
+// caught up with its log (catchUp).
+func (s *Server) leading() bool {
+	return s.raft.State() == raft.Leader && s.caughtUpTerm.Load() == s.raft.CurrentTerm()
 }
 
 // ErrNotLeader means this replica cannot append to the log.
