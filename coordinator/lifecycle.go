@@ -131,7 +131,7 @@ func (s *Server) provisioned(ctx context.Context, c *api.Cluster, p providers.Pr
 			region, zone = in.Region, in.Zone
 		}
 	}
-	if _, err := s.apply(fsm.NodesRecordedType, fsm.NodesRecorded{Cluster: c.Name, Nodes: nodes,
+	if _, err := s.apply(fsm.NodesRecordedType, fsm.NodesRecorded{Cluster: c.Name, Incarnation: c.Incarnation, Nodes: nodes,
 		Cloud: p.Name(), Region: region, Zone: zone, At: time.Now().UTC()}); err != nil {
 		s.log.Warn("record nodes", "cluster", c.Name, "err", err)
 		return

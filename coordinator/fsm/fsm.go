@@ -75,7 +75,7 @@ func (f *FSM) apply(t MessageType, body []byte) Result {
 		})
 	case NodesRecordedType:
 		return as(body, func(m NodesRecorded) Result {
-			return Result{Err: s.RecordNodes(m.Cluster, m.Nodes, m.Cloud, m.Region, m.Zone, m.At)}
+			return Result{Err: s.RecordNodes(m.Cluster, m.Incarnation, m.Nodes, m.Cloud, m.Region, m.Zone, m.At)}
 		})
 	case ClusterStatusType:
 		return as(body, func(m ClusterStatusSet) Result { return Result{Err: s.SetClusterStatus(m.Cluster, m.Status, m.At)} })

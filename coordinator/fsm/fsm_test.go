@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"testing"
 	"time"
@@ -83,4 +84,37 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("restored state (-want +got):\n%s", diff)
 	}
+}
+
+// Nodes provisioned for an incarnation of a cluster since downed and
+// launched again are not recorded over the new incarnation's.
+func TestNodesOfAnOldIncarnationAreRefused(t *testing.T) {
+	at := time.Date(2026, 12, 5, 2, 0, 0, 0, time.UTC)
+	f := New(nil)
+	launch := func() uint64 {
+		t.Helper()
+		if r := apply(t, f, ClusterLaunchType, ClusterLaunch{Cluster: api.Cluster{Name: "c", NumNodes: 2},
+			Job: api.Job{NumNodes: 2, RunTimestamp: "2026-12-05-02-00-00-000000"}, At: at}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		var inc uint64
+		f.Read(func(st *state.Store) { inc = st.Clusters["c"].Incarnation })
+		return inc
+	}
+	old := launch()
+	apply(t, f, ClusterRemovedType, ClusterRemoved{Cluster: "c"})
+	now := launch()
+	two := []api.Node{{Rank: 0, IP: "127.0.1.1"}, {Rank: 1, IP: "127.0.1.2"}}
+	if r := apply(t, f, NodesRecordedType, NodesRecorded{Cluster: "c", Incarnation: now, Nodes: two, Cloud: "local", At: at}); r.Err != nil {
+		t.Fatalf("nodes of the current incarnation %d: %v", now, r.Err)
+	}
+	r := apply(t, f, NodesRecordedType, NodesRecorded{Cluster: "c", Incarnation: old, Nodes: two[:1], Cloud: "local", At: at})
+	if !errors.Is(r.Err, state.ErrConflict) {
+		t.Errorf("nodes of the old incarnation %d (now %d): err %v, want a conflict", old, now, r.Err)
+	}
+	f.Read(func(st *state.Store) {
+		if n := len(st.Clusters["c"].Nodes); n != 2 {
+			t.Errorf("the cluster has %d nodes after the old incarnation's were refused; want its 2", n)
+		}
+	})
 }

@@ -62,12 +62,16 @@ type JobSubmit struct {
 
 // NodesRecorded records the instances a provider returned.
 type NodesRecorded struct {
-	Cluster string     `json:"cluster"`
-	Nodes   []api.Node `json:"nodes"`
-	Cloud   string     `json:"cloud"`
-	Region  string     `json:"region"`
-	Zone    string     `json:"zone"`
-	At      time.Time  `json:"at"`
+	Cluster string `json:"cluster"`
+	// Incarnation is the cluster's when its nodes were provisioned:
+	// nodes of an incarnation since replaced are not recorded (0, in
+	// entries written before it was: any).
+	Incarnation uint64     `json:"incarnation,omitempty"`
+	Nodes       []api.Node `json:"nodes"`
+	Cloud       string     `json:"cloud"`
+	Region      string     `json:"region"`
+	Zone        string     `json:"zone"`
+	At          time.Time  `json:"at"`
 }
 
 // ClusterStatusSet records an observed cluster status.

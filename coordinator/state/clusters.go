@@ -87,10 +87,13 @@ func logName(name string) string {
 }
 
 // RecordNodes records the instances the provider returned for a cluster.
-func (s *Store) RecordNodes(cluster string, nodes []api.Node, cloud, region, zone string, at time.Time) error {
+func (s *Store) RecordNodes(cluster string, incarnation uint64, nodes []api.Node, cloud, region, zone string, at time.Time) error {
 	c, ok := s.Clusters[cluster]
 	if !ok {
 		return fmt.Errorf("cluster %q: %w", cluster, ErrNotFound)
+	}
+	if incarnation != 0 && incarnation != c.Incarnation {
+		return fmt.Errorf("cluster %q: nodes provisioned for its incarnation %d, but it is now incarnation %d: %w", cluster, incarnation, c.Incarnation, ErrConflict)
 	}
 	c.Nodes = append([]api.Node(nil), nodes...)
 	c.Cloud, c.Region, c.Zone = cloud, region, zone
