@@ -173,7 +173,7 @@ func (a *Agent) diffs(ctx context.Context, blobs []api.BlobRef, bases map[string
 		if err != nil || id == base.id {
 			continue
 		}
-		if d, ok := a.clientDelta(b, base, id); ok {
+		if d, ok := a.clientDelta(b, base, id, a.spares[dest]); ok {
 			out[b.Digest] = d
 			continue
 		}
@@ -191,8 +191,11 @@ func (a *Agent) diffs(ctx context.Context, blobs []api.BlobRef, bases map[string
 // it leads from base, what the head synced there, to the blob's manifest
 // (id): the manifest it builds must have that id, which costs its encoding
 // and hash, not its fetch. A client that got it wrong (a bug) only costs
-// that fetch: the nodes never take a tree for another.
-func (a *Agent) clientDelta(b api.BlobRef, base syncedTree, id transfer.ChunkID) (headDiff, bool) {
+// that fetch: the nodes never take a tree for another. The manifest is
+// built in spare's memory, when there is a spare (syncedTree.built), and
+// dropped once checked: the head's own sync there then takes the spare.
+// Call it with syncMu held.
+func (a *Agent) clientDelta(b api.BlobRef, base syncedTree, id transfer.ChunkID, spare *transfer.Record) (headDiff, bool) {
 	if len(b.Delta) == 0 {
 		return headDiff{}, false
 	}
@@ -200,7 +203,11 @@ func (a *Agent) clientDelta(b api.BlobRef, base syncedTree, id transfer.ChunkID)
 	if err != nil || d.Base != base.id || d.Result != id {
 		return headDiff{}, false
 	}
-	m, err := d.Apply(base.rec.Entries())
+	var buf []transfer.Entry
+	if spare != nil {
+		buf = spare.Entries()
+	}
+	m, err := d.ApplyInto(base.rec.Entries(), buf)
 	if err == nil {
 		var got transfer.ChunkID
 		if got, err = m.ID(); err == nil && got != id {
