@@ -42,8 +42,9 @@ func (a *Agent) overlayBase(dest string) string {
 // the tree m (manifest id) as a copy-on-write view of the machine's copy,
 // and records it as synced (state file stateFile), returning the record.
 // It reports false, with dest as it was, when it cannot; the caller then
-// writes the tree itself. Every chunk of m must be in the node's store.
-func (a *Agent) seedTree(ctx context.Context, id transfer.ChunkID, m *transfer.Manifest, dest, stateFile string) (bool, *transfer.Record, error) {
+// writes the tree itself. fetch brings every chunk of m into the node's
+// store; it is called only when this node writes the machine's copy.
+func (a *Agent) seedTree(ctx context.Context, id transfer.ChunkID, m *transfer.Manifest, dest, stateFile string, fetch func() error) (bool, *transfer.Record, error) {
 	if a.cfg.TreeDir == "" || !canMountOverlay() || m.Entries[0].Type != transfer.TypeDir || !isNewDir(dest) {
 		return false, nil, nil
 	}
@@ -56,7 +57,7 @@ func (a *Agent) seedTree(ctx context.Context, id transfer.ChunkID, m *transfer.M
 		}
 	}
 	start := time.Now()
-	if err := a.ensureTree(ctx, id, m, lower); err != nil {
+	if err := a.ensureTree(ctx, id, m, lower, fetch); err != nil {
 		return false, nil, err
 	}
 	treeReady := time.Now()
@@ -107,8 +108,9 @@ func (a *Agent) seedTree(ctx context.Context, id transfer.ChunkID, m *transfer.M
 
 // ensureTree writes the machine's copy of tree id at lower unless it is
 // there: one node writes it, under a lock, the others wait and use it. A
-// copy is never changed once written (overlayfs requires it).
-func (a *Agent) ensureTree(ctx context.Context, id transfer.ChunkID, m *transfer.Manifest, lower string) error {
+// copy is never changed once written (overlayfs requires it). fetch
+// brings the chunks of m into the node's store before it is written.
+func (a *Agent) ensureTree(ctx context.Context, id transfer.ChunkID, m *transfer.Manifest, lower string, fetch func() error) error {
 	if _, err := os.Stat(lower); err == nil {
 		return nil
 	}
@@ -122,6 +124,9 @@ func (a *Agent) ensureTree(ctx context.Context, id transfer.ChunkID, m *transfer
 	defer unlock()
 	if _, err := os.Stat(lower); err == nil {
 		return nil
+	}
+	if err := fetch(); err != nil {
+		return err
 	}
 	if _, err := transfer.Apply(ctx, m, a.chunks, lower, transfer.ApplyOptions{StateFile: lower + ".state"}); err != nil {
 		return fmt.Errorf("write the shared copy: %w", err)

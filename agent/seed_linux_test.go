@@ -1,13 +1,19 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sky-coord/sky-coord/api"
+	"github.com/sky-coord/sky-coord/transfer"
 )
 
 // TestUpperChanges: which paths of a view its upper layer may change.
@@ -47,5 +53,50 @@ func TestUpperChanges(t *testing.T) {
 	}
 	if _, _, err := upperChanges(upper, 2); !errors.Is(err, errLayerTooBig) {
 		t.Errorf("a layer over its limit: %v, want errLayerTooBig", err)
+	}
+}
+
+// Nodes of one machine, each with a store of its own, sync a new tree as
+// views of the machine's copy: the node that writes the copy (the head,
+// the others' origin) holds the tree's chunks, and the others, which only
+// mount it, fetch none.
+func TestSeededNodesFetchOnlyToWriteTheCopy(t *testing.T) {
+	if !canMountOverlay() {
+		t.Skip("mounting an overlay view takes root; this runs as root in CI")
+	}
+	shared := t.TempDir()
+	c := newClusterWith(t, 3, func(cfg *api.AgentConfig) { cfg.TreeDir = shared })
+	t.Cleanup(func() {
+		for _, ta := range c.agents {
+			_ = syscall.Unmount(ta.home("sky_workdir"), syscall.MNT_DETACH) // what the test mounted; the check below says if it was
+		}
+	})
+	src := t.TempDir()
+	content := strings.Repeat("the tree's one file\n", 100)
+	if err := os.WriteFile(filepath.Join(src, "f.txt"), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j := c.job(1, "", "cat f.txt")
+	j.Blobs = []api.BlobRef{{Digest: c.coord.addTree(t, src), Dest: "~/sky_workdir"}}
+	c.submit(j)
+	if evs := c.waitEnd(1); evs[len(evs)-1].Status != api.JobSucceeded {
+		t.Fatalf("job 1: %+v", evs)
+	}
+	chunk := transfer.HashChunk([]byte(content))
+	for i, ta := range c.agents {
+		if !isMountPoint(ta.home("sky_workdir")) {
+			t.Errorf("node %d: ~/sky_workdir is no view of the machine's copy", i)
+		}
+		logName := map[int]string{0: "0-head.log", 1: "1-worker1.log", 2: "2-worker2.log"}[i]
+		if got := ta.readLog(t, "sky_logs/1-test/tasks/"+logName); got != content {
+			t.Errorf("node %d read %q, want the tree's file", i, got)
+		}
+		missing, err := ta.a.chunks.Missing(context.Background(), []transfer.ChunkID{chunk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if holds, want := len(missing) == 0, i == 0; holds != want {
+			t.Errorf("node %d holds the file's chunk: %v, want %v (only the node that wrote the copy needs it)", i, holds, want)
+		}
 	}
 }

@@ -218,18 +218,6 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	if err := os.MkdirAll(filepath.Dir(opts.StateFile), 0o700); err != nil {
 		return err
 	}
-	plan, err := transfer.PlanApply(m, dest, opts)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", ref.Dest, err)
-	}
-	need := plan.Chunks()
-	if len(req.Origins) == 0 && a.cfg.ChunkDir == "" {
-		// Without origins this node is the origin of the others: it
-		// holds every chunk, not only those its own copy lacks. (Nodes
-		// sharing one store read it directly; the head's prefetch
-		// filled it.)
-		need = m.Chunks()
-	}
 	f := transfer.Fetcher{Store: a.chunks, Origins: origins, Parallel: 8}
 	if len(req.Peers) > 1 {
 		for i, p := range req.Peers {
@@ -241,23 +229,50 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 		}
 		f.Self = req.Self
 	}
-	tPlan := time.Now()
-	fetched, err := f.Fetch(ctx, need)
-	if err != nil {
-		return fmt.Errorf("sync %s: fetch: %w", ref.Dest, err)
+	var fetched transfer.FetchStats
+	fetch := func(ids []transfer.ChunkRef) error {
+		st, err := f.Fetch(ctx, ids)
+		fetched.Fetched, fetched.Bytes = fetched.Fetched+st.Fetched, fetched.Bytes+st.Bytes
+		if err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		return nil
 	}
-	tFetch := time.Now()
-	seeded, seedRec, err := a.seedTree(ctx, id, m, dest, opts.StateFile)
+	// Without origins, and with a store of its own, this node is the
+	// origin of the others: it holds every chunk, not only those its own
+	// copy lacks. (Nodes sharing one store read it directly; the head's
+	// prefetch filled it.)
+	origin := len(req.Origins) == 0 && a.cfg.ChunkDir == ""
+	if origin {
+		if err := fetch(m.Chunks()); err != nil {
+			return fmt.Errorf("sync %s: %w", ref.Dest, err)
+		}
+	}
+	// A new destination on a machine that keeps one copy of each tree
+	// for its nodes is a view of that copy: neither a plan nor chunks
+	// (but the chunks the copy is written from, by the node that writes
+	// it) are needed.
+	seeded, seedRec, err := a.seedTree(ctx, id, m, dest, opts.StateFile, func() error { return fetch(m.Chunks()) })
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", ref.Dest, err)
 	}
 	if seeded {
 		rec = seedRec
 		a.log.Info("synced as a copy-on-write view of the machine's copy", "dest", ref.Dest, "files", len(m.Entries),
-			"manifest", tManifest.Sub(start), "plan", tPlan.Sub(tManifest), "fetch", tFetch.Sub(tPlan), "mount", time.Since(tFetch))
+			"fetched", fetched.Fetched, "manifest", tManifest.Sub(start), "mount", time.Since(tView))
 		return nil
 	}
-	tSeed := time.Now()
+	plan, err := transfer.PlanApply(m, dest, opts)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", ref.Dest, err)
+	}
+	tPlan := time.Now()
+	if !origin {
+		if err := fetch(plan.Chunks()); err != nil {
+			return fmt.Errorf("sync %s: %w", ref.Dest, err)
+		}
+	}
+	tFetch := time.Now()
 	st, err := plan.Apply(ctx, a.chunks)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", ref.Dest, err)
@@ -266,7 +281,7 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	a.log.Info("synced", "dest", ref.Dest, "files", st.Files, "written", st.Written, "written_bytes", st.WrittenBytes,
 		"fetched", fetched.Fetched, "fetched_bytes", fetched.Bytes, "view", opts.View != nil, "delta", delta != nil, "kept_record", prev != nil,
 		"manifest", tManifest.Sub(start), "view", tView.Sub(tManifest), "plan", tPlan.Sub(tView),
-		"fetch", tFetch.Sub(tPlan), "seed", tSeed.Sub(tFetch), "apply", time.Since(tSeed))
+		"fetch", tFetch.Sub(tPlan), "apply", time.Since(tFetch))
 	return nil
 }
 
