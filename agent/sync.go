@@ -280,7 +280,7 @@ func (a *Agent) syncManifest(ctx context.Context, req api.NodeSyncRequest, ref a
 	rec, built = plan.Record(), delta != nil
 	a.log.Info("synced", "dest", ref.Dest, "files", st.Files, "written", st.Written, "written_bytes", st.WrittenBytes,
 		"fetched", fetched.Fetched, "fetched_bytes", fetched.Bytes, "view", opts.View != nil, "delta", delta != nil, "kept_record", prev != nil,
-		"manifest", tManifest.Sub(start), "view", tView.Sub(tManifest), "plan", tPlan.Sub(tView),
+		"manifest", tManifest.Sub(start), "layer", tView.Sub(tManifest), "plan", tPlan.Sub(tView),
 		"fetch", tFetch.Sub(tPlan), "apply", time.Since(tFetch))
 	return nil
 }
