@@ -51,9 +51,10 @@ func (p *refusingProvider) Terminate(ctx context.Context, _ string) error {
 	return nil
 }
 
-// serveOn runs a coordinator on dir as sky-coord-server does (leader
-// first, then the API) until the returned stop is called.
-func serveOn(t *testing.T, dir string, p providers.Provider) (s *Server, c *client.Client, stop func()) {
+// ServeTest runs a coordinator on dir with provider p as the local one,
+// as sky-coord-server does (leader first, then the API), until stop is
+// called. (Exported for the package's external tests.)
+func ServeTest(t *testing.T, dir string, p providers.Provider) (s *Server, addr string, stop func()) {
 	t.Helper()
 	s, err := New(Config{DataDir: dir, Token: "secret-token",
 		Providers: map[string]providers.Provider{local.Name: p}, AgentBinary: "/nonexistent/sky-agent"})
@@ -70,12 +71,19 @@ func serveOn(t *testing.T, dir string, p providers.Provider) (s *Server, c *clie
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, l) }()
-	return s, client.New(l.Addr().String(), "secret-token"), func() {
+	return s, l.Addr().String(), func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	}
+}
+
+// serveOn is ServeTest with a client of the coordinator.
+func serveOn(t *testing.T, dir string, p providers.Provider) (*Server, *client.Client, func()) {
+	t.Helper()
+	s, addr, stop := ServeTest(t, dir, p)
+	return s, client.New(addr, "secret-token"), stop
 }
 
 // until polls cond every few ms for up to 10 s.

@@ -3,7 +3,6 @@ package coordinator_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -11,7 +10,6 @@ import (
 	"github.com/sky-coord/sky-coord/api"
 	"github.com/sky-coord/sky-coord/client"
 	"github.com/sky-coord/sky-coord/coordinator"
-	"github.com/sky-coord/sky-coord/providers"
 	"github.com/sky-coord/sky-coord/providers/local"
 	"github.com/sky-coord/sky-coord/spec"
 )
@@ -20,32 +18,9 @@ import (
 // controllers never get an agent binary here, so no cluster comes UP).
 func startServer(t *testing.T) (*coordinator.Server, string) {
 	t.Helper()
-	srv, err := coordinator.New(coordinator.Config{
-		DataDir:     t.TempDir(),
-		Token:       "secret-token",
-		Providers:   map[string]providers.Provider{local.Name: local.New(t.TempDir())},
-		AgentBinary: "/nonexistent/sky-agent",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := srv.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, l) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return srv, l.Addr().String()
+	srv, addr, stop := coordinator.ServeTest(t, t.TempDir(), local.New(t.TempDir()))
+	t.Cleanup(stop)
+	return srv, addr
 }
 
 func TestEveryEndpointNeedsTheToken(t *testing.T) {
