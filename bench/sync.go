@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -107,27 +108,46 @@ func (sb *syncBench) run(ctx context.Context) string {
 		}
 		return list(d, secs)
 	}
+	// ratio is the median of each trial's ratio f/g: a trial's two
+	// figures come from the same minutes of the machine, whose speed
+	// drifts from trial to trial (its page cache fills, its filesystem
+	// still frees inodes deleted minutes before), and a ratio of medians
+	// can pair one trial's figure with another's.
+	ratio := func(f, g func(syncTrial) time.Duration) float64 {
+		r := make([]float64, len(trials))
+		for i, t := range trials {
+			r[i] = f(t).Seconds() / g(t).Seconds()
+		}
+		slices.Sort(r)
+		if n := len(r); n%2 == 0 {
+			return (r[n/2-1] + r[n/2]) / 2
+		}
+		return r[len(r)/2]
+	}
+	firstOf, oneOf, eightOf := func(t syncTrial) time.Duration { return t.first }, func(t syncTrial) time.Duration { return t.one }, func(t syncTrial) time.Duration { return t.eight }
+	resyncWorkOf, noopOf := func(t syncTrial) time.Duration { return t.resyncUpload + t.resyncNodes }, func(t syncTrial) time.Duration { return t.noop }
 	first, one, eight := med(func(t syncTrial) time.Duration { return t.first }), med(func(t syncTrial) time.Duration { return t.one }), med(func(t syncTrial) time.Duration { return t.eight })
 	resync, noop := med(func(t syncTrial) time.Duration { return t.resync }), med(func(t syncTrial) time.Duration { return t.noop })
 	resyncWork := med(func(t syncTrial) time.Duration { return t.resyncUpload + t.resyncNodes })
 	resyncHead := med(func(t syncTrial) time.Duration { return t.resyncUpload })
 
 	fmt.Fprintf(&b, "Tree: %d files, %.0f MB (5,000 files of 1–40 KB and 5 × 20 MB, last modified an hour before the run), on local disk; %d nodes on this machine, %s. "+
-		"%d trials, each with a tree, cluster and rsync targets of its own (a trial's cluster is stopped before the next starts); medians, with every trial's figure after them. "+
+		"%d trials, each with a tree, cluster and rsync targets of its own (a trial's cluster is stopped before the next starts); medians, with every trial's figure after them; a ratio is the median of the trials' own ratios (each trial's two figures come from the same minutes of the machine, whose speed drifts from trial to trial). "+
 		"sky-coord's first figure is the wall time of `sky-coord exec CLUSTER task.yaml` (upload, sync to every node, an `echo` run, job SUCCEEDED; the same exec without a workdir took %s); "+
 		"*upload* is what exec reports for scanning the tree and giving the coordinator what it lacks (the CLI runs on the coordinator's machine, so on a first sync it writes into the coordinator's chunk store as it hashes; a re-sync is made by the file watcher daemon, which the launch started: it describes again only what changed since the description it holds in memory, sends that and the manifest to the coordinator over HTTP, and the manifest delta goes with the job), *nodes* what the job log reports for bringing every node's copy into place.\n\n",
 		files, float64(treeBytes)/1e6, syncNodes, sharing(), syncTrials, secs(bare))
 	b.WriteString("| measure | sky-coord | reference (same run) | ratio | goal |\n|---|---|---|---|---|\n")
-	fmt.Fprintf(&b, "| first sync to %d nodes (exec wall) | %s (%s) | one `rsync -a`: %s (%s) | %.2f× | ≤ 1.5× |\n", syncNodes, secs(first), all(func(t syncTrial) time.Duration { return t.first }), secs(one), all(func(t syncTrial) time.Duration { return t.one }), first.Seconds()/one.Seconds())
-	fmt.Fprintf(&b, "| first sync to %d nodes (exec wall) | %s | %d parallel `rsync -a`: %s (%s) | %.2f× | |\n", syncNodes, secs(first), syncNodes, secs(eight), all(func(t syncTrial) time.Duration { return t.eight }), first.Seconds()/eight.Seconds())
+	fmt.Fprintf(&b, "| first sync to %d nodes (exec wall) | %s (%s) | one `rsync -a`: %s (%s) | %.2f× | ≤ 1.5× |\n", syncNodes, secs(first), all(func(t syncTrial) time.Duration { return t.first }), secs(one), all(oneOf), ratio(firstOf, oneOf))
+	fmt.Fprintf(&b, "| first sync to %d nodes (exec wall) | %s | %d parallel `rsync -a`: %s (%s) | %.2f× | |\n", syncNodes, secs(first), syncNodes, secs(eight), all(eightOf), ratio(firstOf, eightOf))
 	fmt.Fprintf(&b, "| – of which upload / nodes | %s / %s | | | |\n", secs(med(func(t syncTrial) time.Duration { return t.firstUpload })), secs(med(func(t syncTrial) time.Duration { return t.firstNodes })))
-	fmt.Fprintf(&b, "| re-sync after one changed file: upload + nodes | %s (%s) | `rsync -a` no-op: %s (%s) | %.2f× | ≤ 0.33× |\n", secs(resyncWork), all(func(t syncTrial) time.Duration { return t.resyncUpload + t.resyncNodes }), secs(noop), all(func(t syncTrial) time.Duration { return t.noop }), resyncWork.Seconds()/noop.Seconds())
-	fmt.Fprintf(&b, "| – of which upload (the client's scan and send) | %s | `rsync -a` no-op: %s | %.2f× | |\n", secs(resyncHead), secs(noop), resyncHead.Seconds()/noop.Seconds())
+	fmt.Fprintf(&b, "| re-sync after one changed file: upload + nodes | %s (%s) | `rsync -a` no-op: %s (%s) | %.2f× | ≤ 0.33× |\n", secs(resyncWork), all(func(t syncTrial) time.Duration { return t.resyncUpload + t.resyncNodes }), secs(noop), all(noopOf), ratio(resyncWorkOf, noopOf))
+	fmt.Fprintf(&b, "| – of which upload (the client's scan and send) | %s | `rsync -a` no-op: %s | %.2f× | |\n", secs(resyncHead), secs(noop), ratio(func(t syncTrial) time.Duration { return t.resyncUpload }, noopOf))
 	fmt.Fprintf(&b, "| re-sync after one changed file (exec wall) | %s | | | |\n", secs(resync))
 	var per []string
 	for i, t := range trials {
-		per = append(per, fmt.Sprintf("trial %d: first %s (upload %s, nodes %s), re-sync upload %s, nodes %s",
-			i+1, secs(t.first), secs(t.firstUpload), secs(t.firstNodes), secs(t.resyncUpload), secs(t.resyncNodes)))
+		per = append(per, fmt.Sprintf("trial %d: first %s (upload %s, nodes %s; %.2f× its rsync), re-sync upload %s, nodes %s (%.2f× its no-op)",
+			i+1, secs(t.first), secs(t.firstUpload), secs(t.firstNodes), firstOf(t).Seconds()/oneOf(t).Seconds(),
+			secs(t.resyncUpload), secs(t.resyncNodes), resyncWorkOf(t).Seconds()/noopOf(t).Seconds()))
 	}
 	egress := trials[0].egress
 	fmt.Fprintf(&b, "| client egress (bytes the coordinator took in, trial 1) | %.1f MB | the tree: %.1f MB | %.2f× | ≤ 1.25× |\n\n",
