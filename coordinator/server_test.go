@@ -23,6 +23,19 @@ func startServer(t *testing.T) (*coordinator.Server, string) {
 	return srv, addr
 }
 
+// startAndLaunch starts a coordinator (startServer) and launches cluster
+// "c" of nodes nodes on it, which fails at the bootstrap.
+func startAndLaunch(t *testing.T, nodes int) (*client.Client, *api.SubmitResponse) {
+	t.Helper()
+	_, addr := startServer(t)
+	c := client.New(addr, "secret-token")
+	resp, err := c.Launch(context.Background(), api.LaunchRequest{Cluster: "c", Task: &spec.Task{NumNodes: nodes, Run: "true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, resp
+}
+
 func TestEveryEndpointNeedsTheToken(t *testing.T) {
 	_, addr := startServer(t)
 	for _, ep := range []struct{ method, path string }{
@@ -97,13 +110,8 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 // TestLaunchFailureIsReported: with no agent binary the bootstrap fails;
 // the cluster keeps the error and its job ends FAILED_DRIVER.
 func TestLaunchFailureIsReported(t *testing.T) {
-	_, addr := startServer(t)
-	c := client.New(addr, "secret-token")
+	c, resp := startAndLaunch(t, 2)
 	ctx := context.Background()
-	resp, err := c.Launch(ctx, api.LaunchRequest{Cluster: "c", Task: &spec.Task{NumNodes: 2, Run: "true"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var after uint64
 	for {
 		cl, err := c.Cluster(ctx, "c")
@@ -147,13 +155,8 @@ func TestLaunchFailureIsReported(t *testing.T) {
 // A job read with ?wait answers once the job ends, without the client
 // polling: here when the launch fails for want of an agent binary.
 func TestWaitJobAnswersWhenTheJobEnds(t *testing.T) {
-	_, addr := startServer(t)
-	c := client.New(addr, "secret-token")
+	c, resp := startAndLaunch(t, 1)
 	ctx := context.Background()
-	resp, err := c.Launch(ctx, api.LaunchRequest{Cluster: "c", Task: &spec.Task{NumNodes: 1, Run: "true"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	j, err := c.WaitJob(ctx, "c", resp.JobID, 20)
 	if err != nil {
 		t.Fatal(err)
